@@ -1,0 +1,56 @@
+# Everything runs from a project-local virtualenv (.venv) that `uv` builds from uv.lock.
+# A fresh machine needs only Python 3.11+ and make: the first target that needs .venv installs it.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+
+.DEFAULT_GOAL := help
+.PHONY: help install dev migrate test test-postgres lint format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv with the locked dependencies
+
+migrate: install ## Upgrade the database to the latest migration
+	$(BIN)/alembic upgrade head
+
+dev: migrate ## Serve on HOST:PORT (127.0.0.1:8000) with reload
+	$(BIN)/uvicorn app.main:create_app --factory --reload --host $(HOST) --port $(PORT)
+
+test: install ## Run the test suite (SQLite; TEST_DATABASE_URL picks another database)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-postgres: install ## Run the test suite on PostgreSQL (TEST_POSTGRES_URL)
+	TEST_DATABASE_URL=$(TEST_POSTGRES_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install ## ruff, ruff format --check, mypy --strict, import-linter, hadolint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
+
+format: install ## Fix what ruff can fix
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean: ## Remove the virtualenvs and caches
+	rm -rf .tools $(VENV) .pytest_cache .mypy_cache .ruff_cache

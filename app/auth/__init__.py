@@ -1,0 +1,1 @@
+"""Auth: logging in, and who the caller is (`CurrentUser`, `SuperUser`)."""

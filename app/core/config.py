@@ -1,0 +1,135 @@
+"""One typed Settings for the whole service, read from the environment and `.env`."""
+
+from functools import lru_cache
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import EmailStr, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Usable with no setup on a laptop; the app refuses to start with them in production.
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-0123456789"  # noqa: S105
+DEV_SUPERUSER_PASSWORD = "changethis"  # noqa: S105
+
+# Part of the contract with clients, so a constant rather than a setting.
+API_V1_PREFIX = "/api/v1"
+
+
+def normalize_database_url(url: str) -> str:
+    """Pick the async driver for plain `postgresql://` and `sqlite://` URLs."""
+    for plain, driver in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url.removeprefix(plain)
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        use_attribute_docstrings=True,
+    )
+
+    ENVIRONMENT: Literal["local", "test", "staging", "production"] = "local"
+    """Where the service runs. `production` enables the safety checks and JSON logs."""
+
+    PROJECT_NAME: str = "FastAPI Service"
+    """Shown in the OpenAPI docs."""
+
+    SECRET_KEY: str = DEV_SECRET_KEY
+    """Key that signs access tokens (HS256). At least 32 characters; required in production."""
+
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60 * 24 * 8, ge=1)
+    """Lifetime of an access token, in minutes."""
+
+    DATABASE_URL: str = "sqlite+aiosqlite:///./app.db"
+    """SQLAlchemy URL. `postgresql://` uses asyncpg, `sqlite://` uses aiosqlite."""
+
+    DB_POOL_SIZE: int = Field(default=10, ge=1)
+    """Connections kept open per process (PostgreSQL)."""
+
+    DB_MAX_OVERFLOW: int = Field(default=10, ge=0)
+    """Extra connections opened under load beyond the pool size (PostgreSQL)."""
+
+    DB_ECHO: bool = False
+    """Log every SQL statement (development only)."""
+
+    BACKEND_CORS_ORIGINS: Annotated[list[str], NoDecode] = []
+    """Origins allowed by CORS, comma-separated (e.g. `http://localhost:5173,https://app.example.com`)."""
+
+    FIRST_SUPERUSER: EmailStr = "admin@example.com"
+    """Email of the superuser created on start when it does not exist."""
+
+    FIRST_SUPERUSER_PASSWORD: str = DEV_SUPERUSER_PASSWORD
+    """Password of that superuser; required in production."""
+
+    USERS_OPEN_REGISTRATION: bool = True
+    """Whether anyone may sign up through `POST /users/signup`."""
+
+    ARGON2_TIME_COST: int = Field(default=3, ge=1)
+    """argon2id iterations. OWASP minimum: 2 (with 19 MiB)."""
+
+    ARGON2_MEMORY_COST: int = Field(default=65536, ge=8)
+    """argon2id memory in KiB. OWASP minimum: 19456 (19 MiB)."""
+
+    ARGON2_PARALLELISM: int = Field(default=4, ge=1)
+    """argon2id lanes."""
+
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Minimum level of log lines."""
+
+    LOG_JSON: bool | None = None
+    """JSON log lines; defaults to on in production and off elsewhere."""
+
+    @field_validator("BACKEND_CORS_ORIGINS", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @field_validator("FIRST_SUPERUSER")
+    @classmethod
+    def _lower_email(cls, value: str) -> str:
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Self:
+        if self.ENVIRONMENT != "production":
+            return self
+        problems = []
+        if self.SECRET_KEY == DEV_SECRET_KEY or len(self.SECRET_KEY) < 32:
+            problems.append(
+                "SECRET_KEY must be set to a random value of at least 32 characters "
+                '(python -c "import secrets; print(secrets.token_urlsafe(32))")'
+            )
+        if self.FIRST_SUPERUSER_PASSWORD == DEV_SUPERUSER_PASSWORD:
+            problems.append("FIRST_SUPERUSER_PASSWORD must be changed from the default")
+        if "*" in self.BACKEND_CORS_ORIGINS:
+            problems.append("BACKEND_CORS_ORIGINS may not contain '*' (credentials are allowed)")
+        if problems:
+            raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.DATABASE_URL.startswith("sqlite")
+
+    @property
+    def log_json(self) -> bool:
+        return self.LOG_JSON if self.LOG_JSON is not None else self.ENVIRONMENT == "production"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests override it with `app.dependency_overrides`."""
+    return Settings()

@@ -1,0 +1,76 @@
+"""Dependencies every feature shares, as `Annotated` aliases.
+
+The current user is a `users` model, and core imports no feature, so `CurrentUser` and `SuperUser`
+live in `app.auth.deps`; here is everything below them: settings, the session, the bearer token.
+"""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.config import API_V1_PREFIX, Settings
+from app.core.errors import Unauthorized
+from app.core.security import InvalidTokenError, Passwords, decode_access_token, get_passwords
+
+
+def _app_settings(request: Request) -> Settings:
+    # The settings the app was built with (tests build apps with their own).
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(_app_settings)]
+
+
+def _passwords(settings: SettingsDep) -> Passwords:
+    return get_passwords(settings)
+
+
+PasswordsDep = Annotated[Passwords, Depends(_passwords)]
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One unit of work per request: commit when the handler succeeds, roll back otherwise."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+
+
+# scope="function": the commit runs before the response is sent, so a client that got 201 can
+# read what it created, and a failed commit becomes an error response instead of a lie.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+bearer_token = OAuth2PasswordBearer(
+    tokenUrl=f"{API_V1_PREFIX}/login/access-token", auto_error=False
+)
+
+
+class NotAuthenticated(Unauthorized):
+    code = "not-authenticated"
+    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012
+
+
+class InvalidCredentials(Unauthorized):
+    code = "invalid-token"
+
+
+async def get_token_subject(
+    settings: SettingsDep, token: Annotated[str | None, Depends(bearer_token)]
+) -> str:
+    if not token:
+        raise NotAuthenticated("Not authenticated: send an `Authorization: Bearer <token>` header")
+    try:
+        return decode_access_token(token, settings)
+    except InvalidTokenError as error:
+        raise InvalidCredentials("Could not validate credentials") from error
+
+
+TokenSubject = Annotated[str, Depends(get_token_subject)]

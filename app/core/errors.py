@@ -1,0 +1,170 @@
+"""Domain errors and their one HTTP rendering: problem details (RFC 9457)."""
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class AppError(Exception):
+    """Base of every error a feature raises on purpose.
+
+    Subclasses set `status_code`, a short `title` and a stable `code` (the problem `type`); the
+    instance carries the human `detail`.
+    """
+
+    status_code: int = 400
+    title: str = "Bad Request"
+    code: str = "bad-request"
+    headers: dict[str, str] | None = None
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or self.title
+        super().__init__(self.detail)
+
+
+class NotFound(AppError):
+    status_code = 404
+    title = "Not Found"
+    code = "not-found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    title = "Conflict"
+    code = "conflict"
+
+
+class Forbidden(AppError):
+    status_code = 403
+    title = "Forbidden"
+    code = "forbidden"
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    title = "Unauthorized"
+    code = "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}  # noqa: RUF012
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    title = "Service Unavailable"
+    code = "service-unavailable"
+
+
+def request_id_of(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def problem(
+    request: Request,
+    *,
+    status: int,
+    detail: str,
+    type_: str = "about:blank",
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    request_id = request_id_of(request)
+    body = {
+        "type": type_,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "request_id": request_id,
+        **extra,
+    }
+    headers = dict(headers or {})
+    if request_id:
+        # The 500 handler runs outside our middleware, so echo the id here too.
+        headers.setdefault("X-Request-ID", request_id)
+    return JSONResponse(
+        jsonable_encoder(body), status_code=status, headers=headers, media_type=PROBLEM_JSON
+    )
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return problem(
+        request,
+        status=exc.status_code,
+        detail=exc.detail,
+        type_=f"urn:problem:{exc.code}",
+        title=exc.title,
+        headers=exc.headers,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
+    if status == 404 and exc.detail == HTTPStatus.NOT_FOUND.phrase:
+        detail = f"No route matches {request.method} {request.url.path}"
+    elif status == 405:
+        detail = f"Method {request.method} is not allowed on {request.url.path}"
+    return problem(request, status=status, detail=detail, headers=exc.headers)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+    summary = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in errors[:5])
+    return problem(
+        request,
+        status=422,
+        detail=f"The request is invalid: {summary}",
+        type_="urn:problem:validation-error",
+        title="Unprocessable Content",
+        errors=errors,
+    )
+
+
+async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    # A unique or foreign-key constraint caught a race the feature's own check missed.
+    log.warning("db.integrity_error", error=str(getattr(exc, "orig", exc)))
+    return problem(
+        request,
+        status=409,
+        detail="The request conflicts with the current state of the data; retry or change it",
+        type_="urn:problem:conflict",
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # Logged with its traceback by the request middleware; the client sees no internals.
+    return problem(
+        request,
+        status=500,
+        detail="An unexpected error occurred; quote the request_id when reporting it",
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,133 @@
+"""Password hashing (pwdlib, argon2id) and the API's own access tokens (joserfc, HS256)."""
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+
+import anyio
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import OctKey
+from joserfc.jwt import JWTClaimsRegistry
+from pwdlib import PasswordHash
+from pwdlib.exceptions import UnknownHashError
+from pwdlib.hashers.argon2 import Argon2Hasher
+from pwdlib.hashers.bcrypt import BcryptHasher
+
+from app.core.config import Settings
+
+JWT_ALGORITHM = "HS256"
+ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
+_BCRYPT_MAX_BYTES = 72
+
+
+class Passwords:
+    """argon2id for new hashes; bcrypt hashes from older systems still verify and get upgraded.
+
+    Hashing takes hundreds of milliseconds of CPU and releases the GIL, so every call runs in a
+    worker thread: the event loop keeps serving other requests meanwhile.
+    """
+
+    def __init__(self, *, time_cost: int, memory_cost: int, parallelism: int) -> None:
+        self._hash = PasswordHash(
+            (
+                Argon2Hasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism),
+                BcryptHasher(),
+            )
+        )
+        self._dummy_hash: str | None = None
+
+    def hash_sync(self, password: str) -> str:
+        return self._hash.hash(password)
+
+    async def hash(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(self._hash.hash, password)
+
+    def _verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        try:
+            if BcryptHasher.identify(hashed):
+                # bcrypt 5 raises past 72 bytes; the bcrypt that made the hash used the first 72.
+                valid = self._hash.verify(password.encode()[:_BCRYPT_MAX_BYTES], hashed)
+                return valid, self._hash.hash(password) if valid else None
+            return self._hash.verify_and_update(password, hashed)
+        except UnknownHashError:
+            return False, None
+
+    async def verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
+        """Check `password`; on success also return a new hash when `hashed` is outdated."""
+        return await anyio.to_thread.run_sync(self._verify_and_update, password, hashed)
+
+    async def verify(self, password: str, hashed: str) -> bool:
+        valid, _ = await self.verify_and_update(password, hashed)
+        return valid
+
+    async def waste_time(self, password: str) -> None:
+        """Spend the time of one verification, so unknown emails answer as slowly as known ones."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
+        await self.verify(password, self._dummy_hash)
+
+
+@lru_cache
+def _passwords(time_cost: int, memory_cost: int, parallelism: int) -> Passwords:
+    return Passwords(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
+
+
+def get_passwords(settings: Settings) -> Passwords:
+    return _passwords(
+        settings.ARGON2_TIME_COST, settings.ARGON2_MEMORY_COST, settings.ARGON2_PARALLELISM
+    )
+
+
+class InvalidTokenError(Exception):
+    """The token is missing a claim, malformed, tampered with, expired or of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_in: int
+
+
+def _key(settings: Settings) -> OctKey:
+    return OctKey.import_key(settings.SECRET_KEY)
+
+
+def create_access_token(subject: str, settings: Settings) -> AccessToken:
+    now = int(time.time())
+    expires_in = settings.ACCESS_TOKEN_EXPIRE_MINUTES * 60
+    claims = {
+        "sub": subject,
+        "iat": now,
+        "nbf": now,
+        "exp": now + expires_in,
+        "jti": uuid.uuid4().hex,
+        "type": ACCESS_TOKEN_TYPE,
+    }
+    token = jwt.encode({"alg": JWT_ALGORITHM}, claims, _key(settings), algorithms=[JWT_ALGORITHM])
+    return AccessToken(token=token, expires_in=expires_in)
+
+
+_ACCESS_CLAIMS = JWTClaimsRegistry(
+    leeway=10,  # seconds of clock skew between instances
+    sub={"essential": True},
+    exp={"essential": True},
+    iat={"essential": True},
+    jti={"essential": True},
+    type={"essential": True, "value": ACCESS_TOKEN_TYPE},
+)
+
+
+def decode_access_token(token: str, settings: Settings) -> str:
+    """Return the subject of a valid access token, or raise InvalidTokenError."""
+    try:
+        # The pinned list rejects `alg: none`, HS384/512 and any asymmetric algorithm.
+        decoded = jwt.decode(token, _key(settings), algorithms=[JWT_ALGORITHM])
+        _ACCESS_CLAIMS.validate(decoded.claims)
+    except (JoseError, ValueError, TypeError) as error:
+        raise InvalidTokenError(type(error).__name__) from error
+    subject = decoded.claims["sub"]
+    assert isinstance(subject, str)  # validate_sub checked it
+    return subject

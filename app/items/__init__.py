@@ -1,0 +1,1 @@
+"""Items: the example domain. Each item belongs to one user."""

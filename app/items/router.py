@@ -1,0 +1,52 @@
+from fastapi import APIRouter
+
+from app.auth.deps import CurrentUser
+from app.core.deps import SessionDep
+from app.core.pagination import PageDep
+from app.core.schemas import Message
+from app.items import crud
+from app.items.deps import OwnedItem
+from app.items.models import Item
+from app.items.schemas import ItemCreate, ItemRead, ItemReplace, ItemsPage, ItemUpdate
+
+router = APIRouter(prefix="/items", tags=["items"])
+
+
+@router.get("/", response_model=ItemsPage)
+async def read_items(user: CurrentUser, session: SessionDep, page: PageDep) -> ItemsPage:
+    """Your items, newest first; a superuser sees everyone's."""
+    items, count = await crud.list_page(
+        session,
+        owner_id=None if user.is_superuser else user.id,
+        skip=page.skip,
+        limit=page.limit,
+    )
+    return ItemsPage(data=[ItemRead.model_validate(i) for i in items], count=count)
+
+
+@router.post("/", status_code=201, response_model=ItemRead)
+async def create_item(item_in: ItemCreate, user: CurrentUser, session: SessionDep) -> Item:
+    return await crud.create(
+        session, owner_id=user.id, title=item_in.title, description=item_in.description
+    )
+
+
+@router.get("/{item_id}", response_model=ItemRead)
+async def read_item(item: OwnedItem) -> Item:
+    return item
+
+
+@router.put("/{item_id}", response_model=ItemRead)
+async def replace_item(item_in: ItemReplace, item: OwnedItem, session: SessionDep) -> Item:
+    return await crud.update(session, item, changes=item_in.model_dump())
+
+
+@router.patch("/{item_id}", response_model=ItemRead)
+async def update_item(item_in: ItemUpdate, item: OwnedItem, session: SessionDep) -> Item:
+    return await crud.update(session, item, changes=item_in.model_dump(exclude_unset=True))
+
+
+@router.delete("/{item_id}", response_model=Message)
+async def delete_item(item: OwnedItem, session: SessionDep) -> Message:
+    await crud.delete(session, item)
+    return Message(message="Item deleted successfully")

@@ -1,0 +1,43 @@
+"""Request and response bodies of the items feature."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from app.core.schemas import NotNull, RequestBody
+
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Description = Annotated[str, StringConstraints(max_length=255)]
+
+
+class ItemCreate(RequestBody):
+    title: Title
+    description: Description | None = None
+
+
+class ItemReplace(ItemCreate):
+    """PUT: the whole item; a description left out becomes null."""
+
+
+class ItemUpdate(RequestBody):
+    """PATCH: only the fields sent change."""
+
+    title: Annotated[Title | None, NotNull] = None
+    description: Description | None = None
+
+
+class ItemRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    title: str
+    description: str | None
+    owner_id: uuid.UUID
+    created_at: datetime
+
+
+class ItemsPage(BaseModel):
+    data: list[ItemRead]
+    count: int

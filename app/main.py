@@ -1,0 +1,67 @@
+"""Builds the app: settings -> logging -> middleware -> error handlers -> routers."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from app import features
+from app.auth.deps import get_current_user
+from app.core.config import API_V1_PREFIX, DEV_SECRET_KEY, Settings, get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.errors import install_error_handlers
+from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
+from app.users.bootstrap import create_first_superuser
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    setup_logging(settings)
+
+    engine = create_engine(settings)
+    sessionmaker = create_sessionmaker(engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.SECRET_KEY == DEV_SECRET_KEY:
+            log.warning("config.dev_secret_key", hint="set SECRET_KEY outside development")
+        try:
+            await create_first_superuser(sessionmaker, settings)
+        except (OperationalError, ProgrammingError) as error:
+            log.error("db.not_migrated", hint="run `make migrate`", error=str(error.orig))
+            raise
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title=settings.PROJECT_NAME,
+        openapi_url=f"{API_V1_PREFIX}/openapi.json",
+        docs_url="/docs",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = sessionmaker
+
+    if settings.BACKEND_CORS_ORIGINS:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.BACKEND_CORS_ORIGINS,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=[REQUEST_ID_HEADER],
+        )
+    # Added last, so it is outermost: CORS preflights get an id and a log line too.
+    app.add_middleware(RequestContextMiddleware)
+    install_error_handlers(app)
+
+    for router, public in features.routers():
+        dependencies = [] if public else [Depends(get_current_user)]
+        app.include_router(router, prefix=API_V1_PREFIX, dependencies=dependencies)
+    return app

@@ -1,0 +1,43 @@
+from app.core.errors import AppError, Conflict, Forbidden, NotFound
+
+
+class UserNotFound(NotFound):
+    code = "user-not-found"
+
+    def __init__(self) -> None:
+        super().__init__("The user does not exist")
+
+
+class EmailAlreadyRegistered(Conflict):
+    code = "email-already-registered"
+
+    def __init__(self) -> None:
+        super().__init__("A user with this email already exists")
+
+
+class RegistrationClosed(Forbidden):
+    code = "registration-closed"
+
+    def __init__(self) -> None:
+        super().__init__("Open registration is disabled on this server")
+
+
+class IncorrectPassword(AppError):
+    code = "incorrect-password"
+
+    def __init__(self) -> None:
+        super().__init__("Incorrect password")
+
+
+class PasswordUnchanged(AppError):
+    code = "password-unchanged"
+
+    def __init__(self) -> None:
+        super().__init__("The new password cannot be the same as the current one")
+
+
+class CannotChangeSelf(Forbidden):
+    """A superuser may not delete, deactivate or demote themself: the server could be left with
+    no administrator at all."""
+
+    code = "cannot-change-self"

@@ -1,0 +1,103 @@
+"""Operations on users that need more than SQL: password hashing and the rules around it."""
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.security import Passwords
+from app.users import crud
+from app.users.errors import CannotChangeSelf, IncorrectPassword, PasswordUnchanged
+from app.users.models import User
+from app.users.schemas import UserCreate, UserUpdate, UserUpdateMe
+
+
+async def create(session: AsyncSession, passwords: Passwords, *, user_in: UserCreate) -> User:
+    """Create an account with a freshly hashed password."""
+    return await crud.create(
+        session,
+        email=user_in.email,
+        hashed_password=await passwords.hash(user_in.password),
+        full_name=user_in.full_name,
+        is_active=user_in.is_active,
+        is_superuser=user_in.is_superuser,
+    )
+
+
+async def authenticate(
+    session: AsyncSession, passwords: Passwords, *, email: str, password: str
+) -> User | None:
+    """The user these credentials belong to, or None.
+
+    Unknown emails cost one password verification too, so response time does not reveal which
+    emails are registered. An outdated hash (bcrypt, weaker argon2) is replaced on success.
+    """
+    user = await crud.get_by_email(session, email)
+    if user is None:
+        await passwords.waste_time(password)
+        return None
+    valid, new_hash = await passwords.verify_and_update(password, user.hashed_password)
+    if not valid:
+        return None
+    if new_hash is not None:
+        await crud.update(session, user, changes={"hashed_password": new_hash})
+    return user
+
+
+async def update_me(session: AsyncSession, user: User, *, user_in: UserUpdateMe) -> User:
+    return await crud.update(session, user, changes=user_in.model_dump(exclude_unset=True))
+
+
+async def update(
+    session: AsyncSession,
+    passwords: Passwords,
+    user: User,
+    *,
+    user_in: UserUpdate,
+    acting_user: User,
+) -> User:
+    """A superuser's update of any account, including their own."""
+    changes: dict[str, Any] = user_in.model_dump(exclude_unset=True)
+    if user.id == acting_user.id and (
+        changes.get("is_superuser") is False or changes.get("is_active") is False
+    ):
+        raise CannotChangeSelf("Superusers may not deactivate or demote themselves")
+    if "password" in changes:
+        changes["hashed_password"] = await passwords.hash(changes.pop("password"))
+    return await crud.update(session, user, changes=changes)
+
+
+async def change_password(
+    session: AsyncSession,
+    passwords: Passwords,
+    user: User,
+    *,
+    current_password: str,
+    new_password: str,
+) -> None:
+    if not await passwords.verify(current_password, user.hashed_password):
+        raise IncorrectPassword()
+    if current_password == new_password:
+        raise PasswordUnchanged()
+    new_hash = await passwords.hash(new_password)
+    await crud.update(session, user, changes={"hashed_password": new_hash})
+
+
+async def delete(session: AsyncSession, user: User, *, acting_user: User) -> None:
+    if user.id == acting_user.id and user.is_superuser:
+        raise CannotChangeSelf("Superusers may not delete themselves")
+    await crud.delete(session, user)
+
+
+async def ensure_superuser(
+    session: AsyncSession, passwords: Passwords, *, email: str, password: str
+) -> bool:
+    """Create the first superuser unless that email exists; True when it was created."""
+    if await crud.get_by_email(session, email) is not None:
+        return False
+    await crud.create(
+        session,
+        email=email,
+        hashed_password=await passwords.hash(password),
+        is_superuser=True,
+    )
+    return True

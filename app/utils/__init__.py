@@ -1,0 +1,1 @@
+"""Utils: operational endpoints (health check)."""
