@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.SECRET_KEY == DEV_SECRET_KEY:
             log.warning("config.dev_secret_key", hint="set SECRET_KEY outside development")
         try:
-            await create_first_superuser(sessionmaker, settings)
+            await create_first_superuser(app.state.sessionmaker, app.state.settings)
         except (OperationalError, ProgrammingError) as error:
             log.error("db.not_migrated", hint="run `make migrate`", error=str(error.orig))
             raise

@@ -1,0 +1,127 @@
+"""Every way a bearer token can be wrong is a 401 with `WWW-Authenticate: Bearer`."""
+
+import base64
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx2
+import pytest
+from joserfc import jwt
+from joserfc.jwk import OctKey
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.users.models import User
+from tests.conftest import TEST_SECRET, auth_headers
+from tests.helpers import assert_problem, assert_unauthorized
+from tests.users.factories import UserFactory
+
+pytestmark = pytest.mark.anyio
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _claims(user_id: uuid.UUID, **overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims = {
+        "sub": str(user_id),
+        "iat": now,
+        "exp": now + 600,
+        "jti": uuid.uuid4().hex,
+        "type": "access",
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def _sign(claims: dict[str, Any], *, alg: str = "HS256", secret: str = TEST_SECRET) -> str:
+    return jwt.encode({"alg": alg}, claims, OctKey.import_key(secret), algorithms=[alg])
+
+
+async def _me(client: httpx2.AsyncClient, token: str) -> httpx2.Response:
+    return await client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
+
+
+async def test_a_well_formed_token_is_accepted(client: httpx2.AsyncClient, user: User) -> None:
+    # The positive control for the forgeries below.
+    assert (await _me(client, _sign(_claims(user.id)))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"exp": int(time.time()) - 3600}, id="expired"),
+        pytest.param({"type": "refresh"}, id="wrong-type"),
+        pytest.param({"type": None}, id="no-type"),
+        pytest.param({"exp": None}, id="no-exp"),
+        pytest.param({"jti": None}, id="no-jti"),
+        pytest.param({"sub": None}, id="no-sub"),
+        pytest.param({"sub": "not-a-uuid"}, id="sub-not-uuid"),
+        pytest.param({"sub": 42}, id="sub-not-string"),
+        pytest.param({"nbf": int(time.time()) + 3600}, id="not-yet-valid"),
+    ],
+)
+async def test_bad_claims_are_rejected(
+    client: httpx2.AsyncClient, user: User, overrides: dict[str, Any]
+) -> None:
+    body = assert_unauthorized(await _me(client, _sign(_claims(user.id, **overrides))))
+    assert body["detail"] == "Could not validate credentials"
+
+
+async def test_token_signed_with_another_key_is_rejected(
+    client: httpx2.AsyncClient, user: User
+) -> None:
+    token = _sign(_claims(user.id), secret="another-secret-key-of-thirty-two-bytes!!")
+    assert_unauthorized(await _me(client, token))
+
+
+async def test_hs384_is_rejected_even_with_the_right_key(
+    client: httpx2.AsyncClient, user: User
+) -> None:
+    assert_unauthorized(await _me(client, _sign(_claims(user.id), alg="HS384")))
+
+
+async def test_alg_none_is_rejected(client: httpx2.AsyncClient, user: User) -> None:
+    token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(user.id))}."
+    assert_unauthorized(await _me(client, token))
+
+
+async def test_tampered_payload_is_rejected(client: httpx2.AsyncClient, user: User) -> None:
+    header, _, signature = _sign(_claims(user.id)).split(".")
+    forged = _b64(_claims(user.id, sub=str(uuid.uuid4())))
+    assert_unauthorized(await _me(client, f"{header}.{forged}.{signature}"))
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Bearer", "Bearer not.a.jwt", "Bearer !!!!", "Basic dXNlcjpwYXNz", "Bearer a.b"],
+)
+async def test_malformed_authorization_is_401(
+    client: httpx2.AsyncClient, authorization: str
+) -> None:
+    response = await client.get("/users/me", headers={"Authorization": authorization})
+    assert_unauthorized(response)
+
+
+async def test_token_of_a_deleted_user_is_rejected(
+    client: httpx2.AsyncClient, session: AsyncSession, settings: Settings
+) -> None:
+    gone = await UserFactory.persist(session)
+    headers = auth_headers(gone, settings)
+    await session.delete(gone)
+    await session.flush()
+    assert_unauthorized(await client.get("/users/me", headers=headers))
+
+
+async def test_token_of_a_deactivated_user_is_forbidden(
+    client: httpx2.AsyncClient, session: AsyncSession, settings: Settings
+) -> None:
+    inactive = await UserFactory.persist(session, is_active=False)
+    body = assert_problem(
+        await client.get("/users/me", headers=auth_headers(inactive, settings)), 403
+    )
+    assert body["detail"] == "Inactive user"

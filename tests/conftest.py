@@ -1,0 +1,176 @@
+"""App, database, client and auth fixtures.
+
+The schema comes from the real migrations. Every test runs inside one transaction on one
+connection that is rolled back at teardown; the app's sessions join it through savepoints, so the
+app's own commit/rollback code runs unchanged. `TEST_DATABASE_URL` picks the database (default: a
+fresh SQLite file); the suite refuses a PostgreSQL database whose name does not contain "test",
+because it empties it first.
+"""
+
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.core.config import Settings, normalize_database_url
+from app.core.db import create_engine
+from app.core.security import create_access_token
+from app.main import create_app
+from app.users.models import User
+from tests.users.factories import UserFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_SECRET = "test-secret-key-of-at-least-thirty-two-bytes!"  # joserfc warns below 112 bits
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    url = normalize_database_url(url)
+    database = make_url(url).database or ""
+    if not url.startswith("sqlite") and "test" not in database:
+        pytest.exit(f"refusing to empty database {database!r}: its name must contain 'test'")
+    return url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(
+        _env_file=None,
+        ENVIRONMENT="test",
+        DATABASE_URL=database_url,
+        SECRET_KEY=TEST_SECRET,
+        USERS_OPEN_REGISTRATION=True,
+        BACKEND_CORS_ORIGINS=["http://localhost:5173"],
+        # Cheap hashing: every user a test creates would otherwise cost a quarter second.
+        ARGON2_TIME_COST=1,
+        ARGON2_MEMORY_COST=8192,
+        ARGON2_PARALLELISM=1,
+        LOG_LEVEL="INFO",
+        LOG_JSON=False,
+    )
+
+
+def alembic_config(connection: Connection) -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["connection"] = connection
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def _reset_and_migrate(connection: Connection) -> None:
+    # Leftovers of an interrupted run must not decide what the schema looks like.
+    stale = MetaData()
+    stale.reflect(connection)
+    stale.drop_all(connection)
+    connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    command.upgrade(alembic_config(connection), "head")
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings)
+    async with engine.begin() as connection:
+        await connection.run_sync(_reset_and_migrate)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Any]:
+    app = create_app(settings)
+    yield app
+    await app.state.engine.dispose()
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        yield connection
+        await transaction.rollback()
+
+
+@pytest.fixture
+async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    """The test's own view of the database, inside the test's transaction."""
+    async with AsyncSession(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    ) as session:
+        yield session
+
+
+@pytest.fixture
+async def client(
+    app: Any, settings: Settings, connection: AsyncConnection
+) -> AsyncIterator[httpx2.AsyncClient]:
+    original_sessionmaker = app.state.sessionmaker
+    app.state.sessionmaker = async_sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test/api/v1") as client:
+        yield client
+    app.state.sessionmaker = original_sessionmaker
+    app.state.settings = settings
+
+
+@pytest.fixture
+def override_settings(app: Any, settings: Settings) -> Callable[..., Settings]:
+    """Change settings for one test: `override_settings(USERS_OPEN_REGISTRATION=False)`."""
+
+    def override(**changes: Any) -> Settings:
+        app.state.settings = settings.model_copy(update=changes)
+        return app.state.settings  # type: ignore[no-any-return]
+
+    return override
+
+
+def auth_headers(user: User, settings: Settings) -> dict[str, str]:
+    token = create_access_token(str(user.id), settings).token
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def user(session: AsyncSession) -> User:
+    return await UserFactory.persist(session, full_name="Normal User")
+
+
+@pytest.fixture
+async def other_user(session: AsyncSession) -> User:
+    return await UserFactory.persist(session, full_name="Other User")
+
+
+@pytest.fixture
+async def superuser(session: AsyncSession) -> User:
+    return await UserFactory.persist(session, is_superuser=True, full_name="Super User")
+
+
+@pytest.fixture
+def user_headers(user: User, settings: Settings) -> dict[str, str]:
+    return auth_headers(user, settings)
+
+
+@pytest.fixture
+def other_headers(other_user: User, settings: Settings) -> dict[str, str]:
+    return auth_headers(other_user, settings)
+
+
+@pytest.fixture
+def superuser_headers(superuser: User, settings: Settings) -> dict[str, str]:
+    return auth_headers(superuser, settings)

@@ -1,0 +1,149 @@
+"""The database layer: migrations, isolation, the unit of work, time zones, start-up."""
+
+import uuid
+from typing import Any
+
+import httpx2
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from app import features
+from app.core.config import Settings
+from app.core.db import Base
+from app.main import create_app
+from app.users.bootstrap import create_first_superuser
+from app.users.models import User
+from tests.conftest import alembic_config
+from tests.helpers import assert_problem
+from tests.users.factories import UserFactory
+
+pytestmark = pytest.mark.anyio
+
+
+def _tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+def _round_trip(connection: Connection) -> list[set[str]]:
+    config = alembic_config(connection)
+    seen = [_tables(connection)]
+    command.downgrade(config, "base")
+    seen.append(_tables(connection))
+    command.upgrade(config, "head")
+    seen.append(_tables(connection))
+    return seen
+
+
+async def test_migrations_go_down_to_base_and_up_again(connection: AsyncConnection) -> None:
+    at_head, at_base, again = await connection.run_sync(_round_trip)
+    assert {"users", "items"} <= at_head
+    assert not {"users", "items"} & at_base
+    assert again == at_head
+
+
+def _drift(connection: Connection) -> list[Any]:
+    features.import_models()
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return compare_metadata(context, Base.metadata)  # type: ignore[no-any-return]
+
+
+async def test_models_and_migrations_agree(connection: AsyncConnection) -> None:
+    assert await connection.run_sync(_drift) == []
+
+
+@pytest.mark.parametrize("run", [1, 2])
+async def test_each_test_starts_from_an_empty_database(
+    client: httpx2.AsyncClient, session: AsyncSession, run: int
+) -> None:
+    # Runs twice: if the first run's user leaked, the second signup would be a 409.
+    assert await session.scalar(select(func.count()).select_from(User)) == 0
+    response = await client.post(
+        "/users/signup", json={"email": "isolation@example.com", "password": "isolated-1"}
+    )
+    assert response.status_code == 201
+
+
+async def test_foreign_keys_are_enforced(session: AsyncSession) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from app.items.models import Item
+
+    session.add(Item(title="orphan", owner_id=uuid.uuid4()))
+    with pytest.raises(IntegrityError):
+        await session.flush()
+
+
+async def test_datetimes_come_back_timezone_aware(session: AsyncSession) -> None:
+    user = await UserFactory.persist(session)
+    session.expunge_all()
+    reloaded = await session.get(User, user.id)
+    assert reloaded is not None
+    assert reloaded.created_at.utcoffset() is not None
+    assert reloaded.created_at.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+
+
+async def test_a_real_request_commits_before_answering(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    # No test transaction here: the app's own session factory, as in production.
+    app = create_app(settings)
+    email = f"committed-{uuid.uuid4().hex[:8]}@example.com"
+    try:
+        async with httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://test/api/v1"
+        ) as client:
+            response = await client.post(
+                "/users/signup", json={"email": email, "password": "committed-1"}
+            )
+            assert response.status_code == 201
+            async with engine.connect() as other_connection:
+                found = await other_connection.scalar(select(User.id).where(User.email == email))
+            assert str(found) == response.json()["id"]
+
+            duplicate = await client.post(
+                "/users/signup", json={"email": email, "password": "committed-2"}
+            )
+            assert_problem(duplicate, 409)
+    finally:
+        async with engine.begin() as cleanup:
+            await cleanup.execute(User.__table__.delete().where(User.email == email))
+        await app.state.engine.dispose()
+
+
+async def test_first_superuser_is_created_once(
+    connection: AsyncConnection, settings: Settings, session: AsyncSession
+) -> None:
+    sessionmaker = async_sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    await create_first_superuser(sessionmaker, settings)
+    await create_first_superuser(sessionmaker, settings)
+
+    admins = (
+        await session.scalars(select(User).where(User.email == settings.FIRST_SUPERUSER))
+    ).all()
+    assert len(admins) == 1
+    assert admins[0].is_superuser
+
+
+async def test_app_start_creates_the_first_superuser_who_can_log_in(
+    app: Any, client: httpx2.AsyncClient, settings: Settings
+) -> None:
+    async with app.router.lifespan_context(app):
+        response = await client.post(
+            "/login/access-token",
+            data={
+                "username": settings.FIRST_SUPERUSER,
+                "password": settings.FIRST_SUPERUSER_PASSWORD,
+            },
+        )
+        assert response.status_code == 200
+        me = await client.get(
+            "/users/me", headers={"Authorization": f"Bearer {response.json()['access_token']}"}
+        )
+        assert me.json()["is_superuser"] is True

@@ -1,0 +1,68 @@
+"""Every error, ours or the framework's, is a problem+json body with a request id."""
+
+from typing import Any
+
+import httpx2
+import pytest
+
+from app.core.config import Settings
+from app.main import create_app
+from tests.helpers import assert_problem
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_unknown_route_is_a_problem(client: httpx2.AsyncClient) -> None:
+    body = assert_problem(await client.get("/no/such/route"), 404, type_="about:blank")
+    assert body["detail"] == "No route matches GET /api/v1/no/such/route"
+
+
+async def test_wrong_method_is_a_problem(client: httpx2.AsyncClient) -> None:
+    response = await client.put("/utils/health-check/")
+    assert_problem(response, 405)
+    assert response.headers["allow"] == "GET"
+
+
+async def test_validation_error_lists_fields_and_says_what_is_wrong(
+    client: httpx2.AsyncClient,
+) -> None:
+    response = await client.post("/users/signup", json={"email": "nope"})
+    body = assert_problem(response, 422, type_="urn:problem:validation-error")
+    locations = sorted(tuple(error["loc"]) for error in body["errors"])
+    assert locations == [("body", "email"), ("body", "password")]
+    assert all(isinstance(error["msg"], str) for error in body["errors"])
+    assert "body.email" in body["detail"]
+    assert "body.password" in body["detail"]
+
+
+async def test_unexpected_error_is_a_500_problem_without_internals(settings: Settings) -> None:
+    app = create_app(settings)
+
+    @app.get("/api/v1/boom")
+    async def boom() -> Any:
+        raise RuntimeError("secret internals: /etc/passwd")
+
+    transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/api/v1/boom", headers={"X-Request-ID": "trace-500"})
+    await app.state.engine.dispose()
+
+    body = assert_problem(response, 500)
+    assert body["request_id"] == "trace-500"
+    assert "secret" not in response.text
+    assert "Traceback" not in response.text
+
+
+async def test_health_check_is_503_when_the_database_is_unreachable(
+    settings: Settings, tmp_path: Any
+) -> None:
+    broken = settings.model_copy(
+        update={"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/missing/dir/db.sqlite"}
+    )
+    app = create_app(broken)
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        response = await client.get("/api/v1/utils/health-check/")
+    await app.state.engine.dispose()
+    assert_problem(response, 503)

@@ -1,0 +1,27 @@
+"""Assertions every feature's tests share."""
+
+from typing import Any
+
+import httpx2
+
+
+def assert_problem(response: httpx2.Response, status: int, *, type_: str | None = None) -> Any:
+    """The response is an RFC 9457 problem with this status; returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status
+    assert isinstance(body["title"], str)
+    assert body["title"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    if type_ is not None:
+        assert body["type"] == type_
+    return body
+
+
+def assert_unauthorized(response: httpx2.Response) -> Any:
+    body = assert_problem(response, 401)
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    return body
