@@ -92,12 +92,11 @@ def _sqlite_listeners(engine: AsyncEngine) -> None:
 
 def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
-        engine = create_async_engine(settings.DATABASE_URL, echo=settings.DB_ECHO)
+        engine = create_async_engine(settings.DATABASE_URL)
         _sqlite_listeners(engine)
         return engine
     return create_async_engine(
         settings.DATABASE_URL,
-        echo=settings.DB_ECHO,
         pool_size=settings.DB_POOL_SIZE,
         max_overflow=settings.DB_MAX_OVERFLOW,
         pool_pre_ping=True,

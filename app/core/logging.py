@@ -58,6 +58,9 @@ def setup_logging(settings: Settings) -> None:
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+    # Rather than SQLAlchemy's `echo`, which adds a second handler of its own.
+    if settings.DB_ECHO:
+        logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
     # Our middleware writes one line per request, with the request id; uvicorn's would repeat it.
     logging.getLogger("uvicorn.access").disabled = True
 

@@ -1,5 +1,6 @@
 """Password hashing (pwdlib, argon2id) and the API's own access tokens (joserfc, HS256)."""
 
+import os
 import secrets
 import time
 import uuid
@@ -38,12 +39,20 @@ class Passwords:
             )
         )
         self._dummy_hash: str | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def _threads(self) -> anyio.CapacityLimiter:
+        # At most one hash per core at a time: each takes ARGON2_MEMORY_COST of memory, and a
+        # burst of logins on the default 40 worker threads could take gigabytes.
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(os.cpu_count() or 1)
+        return self._limiter
 
     def hash_sync(self, password: str) -> str:
         return self._hash.hash(password)
 
     async def hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(self._hash.hash, password)
+        return await anyio.to_thread.run_sync(self._hash.hash, password, limiter=self._threads())
 
     def _verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
         try:
@@ -57,7 +66,9 @@ class Passwords:
 
     async def verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:
         """Check `password`; on success also return a new hash when `hashed` is outdated."""
-        return await anyio.to_thread.run_sync(self._verify_and_update, password, hashed)
+        return await anyio.to_thread.run_sync(
+            self._verify_and_update, password, hashed, limiter=self._threads()
+        )
 
     async def verify(self, password: str, hashed: str) -> bool:
         valid, _ = await self.verify_and_update(password, hashed)
