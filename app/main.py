@@ -12,7 +12,7 @@ from app import features
 from app.auth.deps import get_current_user
 from app.core.config import API_V1_PREFIX, DEV_SECRET_KEY, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
-from app.core.errors import install_error_handlers
+from app.core.errors import install_error_handlers, problem_responses
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
 from app.users.bootstrap import create_first_superuser
 
@@ -62,6 +62,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
 
     for router, public in features.routers():
-        dependencies = [] if public else [Depends(get_current_user)]
-        app.include_router(router, prefix=API_V1_PREFIX, dependencies=dependencies)
+        if public:
+            app.include_router(router, prefix=API_V1_PREFIX, responses=problem_responses(400, 422))
+        else:
+            app.include_router(
+                router,
+                prefix=API_V1_PREFIX,
+                dependencies=[Depends(get_current_user)],
+                responses=problem_responses(400, 401, 403, 422),
+            )
     return app

@@ -7,6 +7,7 @@ from app.auth.deps import CurrentUser
 from app.auth.errors import InactiveUserLogin, IncorrectCredentials
 from app.auth.schemas import Token
 from app.core.deps import PasswordsDep, SessionDep, SettingsDep
+from app.core.errors import problem_responses
 from app.core.security import create_access_token
 from app.users import service as users_service
 from app.users.models import User
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/login", tags=["login"])
 @public_router.post(
     "/access-token",
     response_model=Token,
-    responses={400: {"description": "Incorrect email or password, or inactive user"}},
+    responses=problem_responses(400),
 )
 async def login_access_token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],

@@ -1,5 +1,6 @@
 """Domain errors and their one HTTP rendering: problem details (RFC 9457)."""
 
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -11,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +67,44 @@ class ServiceUnavailable(AppError):
     code = "service-unavailable"
 
 
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "request_id"],
+    "properties": {
+        "type": {"type": "string", "description": "`about:blank` or `urn:problem:<code>`"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string", "description": "What went wrong, for a human"},
+        "instance": {"type": "string"},
+        "request_id": {"type": "string", "description": "Quote it when reporting a problem"},
+        "errors": {
+            "type": "array",
+            "description": "Validation errors (422 only)",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, as problem+json."""
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
+        }
+        for status in statuses
+    }
+
+
 def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
@@ -116,9 +156,28 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
     if status == 404 and exc.detail == HTTPStatus.NOT_FOUND.phrase:
         detail = f"No route matches {request.method} {request.url.path}"
-    elif status == 405:
+    headers = dict(exc.headers or {})
+    if status == 405:
         detail = f"Method {request.method} is not allowed on {request.url.path}"
-    return problem(request, status=status, detail=detail, headers=exc.headers)
+        # Starlette lists only the first route that matched the path; RFC 9110 wants them all.
+        headers["Allow"] = ", ".join(_allowed_methods(request)) or headers.get("Allow", "")
+    return problem(request, status=status, detail=detail, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        request.app.state, "allowed_methods", None
+    )
+    if table is None:
+        table = [
+            (compile_path(path)[0], sorted(method.upper() for method in operations))
+            for path, operations in request.app.openapi().get("paths", {}).items()
+        ]
+        request.app.state.allowed_methods = table
+    for pattern, methods in table:
+        if pattern.match(request.scope["path"]):
+            return methods
+    return []
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

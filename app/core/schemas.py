@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 
 class RequestBody(BaseModel):
@@ -12,14 +13,17 @@ class RequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _reject_null(value: Any) -> Any:
-    if value is None:
-        raise ValueError("may be left out, but not null")
-    return value
+def _no_default(schema: JsonDict) -> None:
+    schema.pop("default", None)
 
 
-# For partial updates of non-nullable columns: the field may be absent, but not null.
-NotNull = BeforeValidator(_reject_null)
+def omittable() -> Any:
+    """A field of a partial update that may be left out, but not sent as null.
+
+    Declared with its non-null type (`email: Email = omittable()`), so null fails validation and
+    the OpenAPI schema does not offer it; read such bodies with `model_dump(exclude_unset=True)`.
+    """
+    return Field(default=None, json_schema_extra=_no_default)
 
 
 class Message(BaseModel):

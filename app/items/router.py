@@ -2,6 +2,7 @@ from fastapi import APIRouter
 
 from app.auth.deps import CurrentUser
 from app.core.deps import SessionDep
+from app.core.errors import problem_responses
 from app.core.pagination import PageDep
 from app.core.schemas import Message
 from app.items import crud
@@ -10,6 +11,9 @@ from app.items.models import Item
 from app.items.schemas import ItemCreate, ItemRead, ItemReplace, ItemsPage, ItemUpdate
 
 router = APIRouter(prefix="/items", tags=["items"])
+
+# Every route with an {item_id}: missing, and not yours, look the same.
+NOT_FOUND = problem_responses(404)
 
 
 @router.get("/", response_model=ItemsPage)
@@ -31,22 +35,22 @@ async def create_item(item_in: ItemCreate, user: CurrentUser, session: SessionDe
     )
 
 
-@router.get("/{item_id}", response_model=ItemRead)
+@router.get("/{item_id}", response_model=ItemRead, responses=NOT_FOUND)
 async def read_item(item: OwnedItem) -> Item:
     return item
 
 
-@router.put("/{item_id}", response_model=ItemRead)
+@router.put("/{item_id}", response_model=ItemRead, responses=NOT_FOUND)
 async def replace_item(item_in: ItemReplace, item: OwnedItem, session: SessionDep) -> Item:
     return await crud.update(session, item, changes=item_in.model_dump())
 
 
-@router.patch("/{item_id}", response_model=ItemRead)
+@router.patch("/{item_id}", response_model=ItemRead, responses=NOT_FOUND)
 async def update_item(item_in: ItemUpdate, item: OwnedItem, session: SessionDep) -> Item:
     return await crud.update(session, item, changes=item_in.model_dump(exclude_unset=True))
 
 
-@router.delete("/{item_id}", response_model=Message)
+@router.delete("/{item_id}", response_model=Message, responses=NOT_FOUND)
 async def delete_item(item: OwnedItem, session: SessionDep) -> Message:
     await crud.delete(session, item)
     return Message(message="Item deleted successfully")

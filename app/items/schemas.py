@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from app.core.schemas import NotNull, RequestBody
+from app.core.schemas import RequestBody, omittable
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 Description = Annotated[str, StringConstraints(max_length=255)]
@@ -24,7 +24,7 @@ class ItemReplace(ItemCreate):
 class ItemUpdate(RequestBody):
     """PATCH: only the fields sent change."""
 
-    title: Annotated[Title | None, NotNull] = None
+    title: Title = omittable()
     description: Description | None = None
 
 

@@ -2,6 +2,7 @@ from fastapi import APIRouter
 
 from app.auth.deps import CurrentUser, SuperUser
 from app.core.deps import PasswordsDep, SessionDep, SettingsDep
+from app.core.errors import problem_responses
 from app.core.pagination import PageDep
 from app.core.schemas import Message
 from app.users import crud, service
@@ -22,7 +23,12 @@ public_router = APIRouter(prefix="/users", tags=["users"])
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-@public_router.post("/signup", status_code=201, response_model=UserRead)
+@public_router.post(
+    "/signup",
+    status_code=201,
+    response_model=UserRead,
+    responses=problem_responses(403, 409),
+)
 async def register_user(
     user_in: UserRegister, session: SessionDep, settings: SettingsDep, passwords: PasswordsDep
 ) -> User:
@@ -37,12 +43,12 @@ async def read_user_me(user: CurrentUser) -> User:
     return user
 
 
-@router.patch("/me", response_model=UserRead)
+@router.patch("/me", response_model=UserRead, responses=problem_responses(409))
 async def update_user_me(user_in: UserUpdateMe, user: CurrentUser, session: SessionDep) -> User:
     return await service.update_me(session, user, user_in=user_in)
 
 
-@router.patch("/me/password", response_model=Message)
+@router.patch("/me/password", response_model=Message, responses=problem_responses(400))
 async def update_password_me(
     body: UpdatePassword, user: CurrentUser, session: SessionDep, passwords: PasswordsDep
 ) -> Message:
@@ -68,20 +74,20 @@ async def read_users(_: SuperUser, session: SessionDep, page: PageDep) -> UsersP
     return UsersPage(data=[UserRead.model_validate(u) for u in users], count=count)
 
 
-@router.post("/", status_code=201, response_model=UserRead)
+@router.post("/", status_code=201, response_model=UserRead, responses=problem_responses(409))
 async def create_user(
     user_in: UserCreate, _: SuperUser, session: SessionDep, passwords: PasswordsDep
 ) -> User:
     return await service.create(session, passwords, user_in=user_in)
 
 
-@router.get("/{user_id}", response_model=UserRead)
+@router.get("/{user_id}", response_model=UserRead, responses=problem_responses(404))
 async def read_user(user: VisibleUser) -> User:
     """Anyone may read themself; only a superuser may read others."""
     return user
 
 
-@router.patch("/{user_id}", response_model=UserRead)
+@router.patch("/{user_id}", response_model=UserRead, responses=problem_responses(404, 409))
 async def update_user(
     user_in: UserUpdate,
     target: ManagedUser,
@@ -92,7 +98,7 @@ async def update_user(
     return await service.update(session, passwords, target, user_in=user_in, acting_user=superuser)
 
 
-@router.delete("/{user_id}", response_model=Message)
+@router.delete("/{user_id}", response_model=Message, responses=problem_responses(404))
 async def delete_user(target: ManagedUser, superuser: SuperUser, session: SessionDep) -> Message:
     await service.delete(session, target, acting_user=superuser)
     return Message(message="User deleted successfully")

@@ -4,12 +4,17 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictBool
 
-from app.core.schemas import NotNull, RequestBody
+from app.core.schemas import RequestBody, omittable
 
-# email-validator already caps the length at 254 characters.
-Email = Annotated[EmailStr, AfterValidator(str.lower)]
+# email-validator caps the length at 254 characters and rejects special-use domains (.test,
+# .localhost, .invalid ...) that can never receive mail. Stored lower-cased.
+Email = Annotated[
+    EmailStr,
+    AfterValidator(str.lower),
+    Field(description="An address that can receive mail; compared case-insensitively"),
+]
 Password = Annotated[str, Field(min_length=8, max_length=128)]
 FullName = Annotated[str, Field(max_length=255)]
 
@@ -23,23 +28,24 @@ class UserRegister(RequestBody):
 class UserCreate(UserRegister):
     """What a superuser may set when creating an account."""
 
-    is_active: bool = True
-    is_superuser: bool = False
+    # Strict: `0` or `"false"` for a privilege flag is a client bug worth a 422, not a guess.
+    is_active: StrictBool = True
+    is_superuser: StrictBool = False
 
 
 class UserUpdateMe(RequestBody):
-    email: Annotated[Email | None, NotNull] = None
+    email: Email = omittable()
     full_name: FullName | None = None
 
 
 class UserUpdate(RequestBody):
     """A superuser's partial update of any account; only the fields sent change."""
 
-    email: Annotated[Email | None, NotNull] = None
-    password: Annotated[Password | None, NotNull] = None
+    email: Email = omittable()
+    password: Password = omittable()
     full_name: FullName | None = None
-    is_active: Annotated[bool | None, NotNull] = None
-    is_superuser: Annotated[bool | None, NotNull] = None
+    is_active: StrictBool = omittable()
+    is_superuser: StrictBool = omittable()
 
 
 class UpdatePassword(RequestBody):

@@ -3,14 +3,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.deps import SessionDep
-from app.core.errors import ServiceUnavailable
+from app.core.errors import ServiceUnavailable, problem_responses
 
 public_router = APIRouter(prefix="/utils", tags=["utils"])
 
 
-@public_router.get(
-    "/health-check/", responses={503: {"description": "The database cannot be reached"}}
-)
+@public_router.get("/health-check/", responses=problem_responses(503))
 async def health_check(session: SessionDep) -> bool:
     """`true` when this instance can serve requests, database included."""
     try:

@@ -1,5 +1,6 @@
 """Every error, ours or the framework's, is a problem+json body with a request id."""
 
+import uuid
 from typing import Any
 
 import httpx2
@@ -21,6 +22,24 @@ async def test_wrong_method_is_a_problem(client: httpx2.AsyncClient) -> None:
     response = await client.put("/utils/health-check/")
     assert_problem(response, 405)
     assert response.headers["allow"] == "GET"
+
+
+async def test_405_lists_every_method_of_the_path(
+    client: httpx2.AsyncClient, superuser_headers: dict[str, str]
+) -> None:
+    # The path's methods live on three routes; Starlette alone would name only the first.
+    response = await client.post(f"/users/{uuid.uuid4()}", headers=superuser_headers)
+    assert_problem(response, 405)
+    assert response.headers["allow"] == "DELETE, GET, PATCH"
+
+
+async def test_openapi_documents_errors_as_problems(client: httpx2.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    operation = spec["paths"]["/api/v1/items/{item_id}"]["get"]
+    for status in ("401", "403", "404", "422"):
+        assert list(operation["responses"][status]["content"]) == ["application/problem+json"]
+    patch_schema = spec["components"]["schemas"]["ItemUpdate"]["properties"]["title"]
+    assert "null" not in str(patch_schema)
 
 
 async def test_validation_error_lists_fields_and_says_what_is_wrong(

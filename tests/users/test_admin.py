@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx2
 import pytest
@@ -271,3 +272,14 @@ async def test_normal_user_cannot_delete_others(
     assert_problem(await client.delete(f"/users/{other_user.id}", headers=user_headers), 403)
     session.expunge_all()
     assert await session.get(User, other_user.id) is not None
+
+
+@pytest.mark.parametrize("flag", ["is_superuser", "is_active"])
+@pytest.mark.parametrize("value", [0, 1, "true", "false", None])
+async def test_privilege_flags_must_be_real_booleans(
+    client: httpx2.AsyncClient, user: User, superuser_headers: dict[str, str], flag: str, value: Any
+) -> None:
+    response = await client.patch(
+        f"/users/{user.id}", headers=superuser_headers, json={flag: value}
+    )
+    assert_problem(response, 422)
