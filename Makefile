@@ -48,6 +48,9 @@ lint: install ## ruff, ruff format --check, mypy --strict, import-linter, hadoli
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
+bench: install ## Throughput and latency of the hot endpoints on a real server (BENCH_DATABASE_URL)
+	$(BIN)/python -m tests.benchmarks.run $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL))
+
 format: install ## Fix what ruff can fix
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .

@@ -9,6 +9,7 @@ its tables live in `models.py`.
 from collections.abc import Iterator
 from importlib import import_module
 from importlib.util import find_spec
+from types import ModuleType
 
 from fastapi import APIRouter
 
@@ -20,16 +21,15 @@ FEATURES = (
 )
 
 
-def _submodules(name: str) -> Iterator[object]:
+def _submodules(name: str) -> Iterator[ModuleType]:
     for feature in FEATURES:
         if find_spec(f"{feature}.{name}") is not None:
             yield import_module(f"{feature}.{name}")
 
 
-def import_models() -> None:
+def import_models() -> list[ModuleType]:
     """Register every feature's tables on `Base.metadata` (for Alembic and the tests)."""
-    for _ in _submodules("models"):
-        pass
+    return list(_submodules("models"))
 
 
 def routers() -> Iterator[tuple[APIRouter, bool]]:

@@ -25,3 +25,8 @@ def assert_unauthorized(response: httpx2.Response) -> Any:
     body = assert_problem(response, 401)
     assert response.headers["www-authenticate"].startswith("Bearer")
     return body
+
+
+async def login(client: httpx2.AsyncClient, email: str, password: str) -> httpx2.Response:
+    """The OAuth2 password grant, as a client sends it."""
+    return await client.post("/login/access-token", data={"username": email, "password": password})

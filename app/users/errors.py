@@ -3,37 +3,27 @@ from app.core.errors import AppError, Conflict, Forbidden, NotFound
 
 class UserNotFound(NotFound):
     code = "user-not-found"
-
-    def __init__(self) -> None:
-        super().__init__("The user does not exist")
+    detail = "The user does not exist"
 
 
 class EmailAlreadyRegistered(Conflict):
     code = "email-already-registered"
-
-    def __init__(self) -> None:
-        super().__init__("A user with this email already exists")
+    detail = "A user with this email already exists"
 
 
 class RegistrationClosed(Forbidden):
     code = "registration-closed"
-
-    def __init__(self) -> None:
-        super().__init__("Open registration is disabled on this server")
+    detail = "Open registration is disabled on this server"
 
 
 class IncorrectPassword(AppError):
     code = "incorrect-password"
-
-    def __init__(self) -> None:
-        super().__init__("Incorrect password")
+    detail = "Incorrect password"
 
 
 class PasswordUnchanged(AppError):
     code = "password-unchanged"
-
-    def __init__(self) -> None:
-        super().__init__("The new password cannot be the same as the current one")
+    detail = "The new password cannot be the same as the current one"
 
 
 class CannotChangeSelf(Forbidden):

@@ -6,16 +6,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.config import Settings
 from app.core.security import Passwords, decode_access_token
 from app.users.models import User
-from tests.helpers import assert_problem, assert_unauthorized
+from tests.helpers import assert_problem, assert_unauthorized, login
 from tests.users.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.anyio
-
-
-async def login(client: httpx2.AsyncClient, username: str, password: str) -> httpx2.Response:
-    return await client.post(
-        "/login/access-token", data={"username": username, "password": password}
-    )
 
 
 async def test_login_returns_a_bearer_token_for_the_user(

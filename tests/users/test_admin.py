@@ -11,15 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.items.models import Item
 from app.users.models import User
-from tests.helpers import assert_problem, assert_unauthorized
+from tests.helpers import assert_problem, assert_unauthorized, login
 from tests.items.factories import ItemFactory
 from tests.users.factories import UserFactory
 
 pytestmark = pytest.mark.anyio
-
-
-async def login(client: httpx2.AsyncClient, email: str, password: str) -> httpx2.Response:
-    return await client.post("/login/access-token", data={"username": email, "password": password})
 
 
 # --- list ---------------------------------------------------------------------------------
