@@ -33,7 +33,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             await create_first_superuser(app.state.sessionmaker, app.state.settings)
         except (OperationalError, ProgrammingError) as error:
-            log.error("db.not_migrated", hint="run `make migrate`", error=str(error.orig))
+            log.error(
+                "startup.database_unusable",
+                hint="is DATABASE_URL reachable and migrated (`make migrate`)?",
+                error=str(error.orig),
+            )
             raise
         yield
         await engine.dispose()

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         use_attribute_docstrings=True,
+        # A refused setting must not print the secret it was given.
+        hide_input_in_errors=True,
     )
 
     ENVIRONMENT: Literal["local", "test", "staging", "production"] = "local"
@@ -114,6 +116,11 @@ class Settings(BaseSettings):
             )
         if self.FIRST_SUPERUSER_PASSWORD == DEV_SUPERUSER_PASSWORD:
             problems.append("FIRST_SUPERUSER_PASSWORD must be changed from the default")
+        if self.is_sqlite:
+            problems.append(
+                "DATABASE_URL must point at PostgreSQL: a SQLite file is not shared between "
+                "instances"
+            )
         if "*" in self.BACKEND_CORS_ORIGINS:
             problems.append("BACKEND_CORS_ORIGINS may not contain '*' (credentials are allowed)")
         if problems:

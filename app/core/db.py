@@ -51,6 +51,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -68,11 +71,15 @@ class CreatedAt:
 
 
 def _sqlite_listeners(engine: AsyncEngine) -> None:
-    """Make SQLite behave like a real transactional database.
+    """Make SQLite behave like a real transactional database under concurrent requests.
 
     pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT (SQLAlchemy docs,
-    "Serializable isolation / Savepoints / Transactional DDL"), so we switch it off and emit
-    BEGIN ourselves; foreign keys are off by default in SQLite, and we need ON DELETE CASCADE.
+    "Serializable isolation / Savepoints / Transactional DDL"), so we switch it off and begin
+    transactions ourselves. We begin them IMMEDIATE: a deferred transaction that reads, then
+    writes, fails at once with "database is locked" when another connection wrote in between
+    (the busy timeout does not apply to that upgrade), which turned concurrent POSTs into 500s.
+    IMMEDIATE takes the write lock up front, so transactions queue for up to busy_timeout instead.
+    Foreign keys are off by default in SQLite, and we need ON DELETE CASCADE.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -80,14 +87,14 @@ def _sqlite_listeners(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         # Readers no longer block the writer (a no-op for in-memory databases).
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

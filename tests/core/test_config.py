@@ -11,6 +11,7 @@ def production(**overrides: object) -> Settings:
         "ENVIRONMENT": "production",
         "SECRET_KEY": STRONG_SECRET,
         "FIRST_SUPERUSER_PASSWORD": "a-real-password",
+        "DATABASE_URL": "postgresql://app@db/app",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -27,11 +28,18 @@ def test_safe_production_settings_load() -> None:
         ({"SECRET_KEY": "too-short"}, "SECRET_KEY must be set"),
         ({"FIRST_SUPERUSER_PASSWORD": "changethis"}, "FIRST_SUPERUSER_PASSWORD"),
         ({"BACKEND_CORS_ORIGINS": "*"}, "BACKEND_CORS_ORIGINS"),
+        ({"DATABASE_URL": "sqlite:///./app.db"}, "DATABASE_URL must point at PostgreSQL"),
     ],
 )
 def test_production_refuses_unsafe_settings(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         production(**overrides)
+
+
+def test_refusal_does_not_echo_the_secret() -> None:
+    with pytest.raises(ValidationError) as refused:
+        production(SECRET_KEY="short-but-secret")
+    assert "short-but-secret" not in str(refused.value)
 
 
 def test_development_works_with_no_setup() -> None:

@@ -1,6 +1,8 @@
 """The database layer: migrations, isolation, the unit of work, time zones, start-up."""
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
@@ -8,7 +10,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, inspect, select
+from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -19,7 +21,7 @@ from app.main import create_app
 from app.users.bootstrap import create_first_superuser
 from app.users.models import User
 from tests.conftest import alembic_config
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, login
 from tests.users.factories import UserFactory
 
 pytestmark = pytest.mark.anyio
@@ -87,32 +89,65 @@ async def test_datetimes_come_back_timezone_aware(session: AsyncSession) -> None
     assert reloaded.created_at.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
 
 
-async def test_a_real_request_commits_before_answering(
+@pytest.fixture
+async def committing_client(
     settings: Settings, engine: AsyncEngine
-) -> None:
-    # No test transaction here: the app's own session factory, as in production.
+) -> AsyncIterator[httpx2.AsyncClient]:
+    """A client of an app with its own, production session factory: no test transaction, real
+    commits. Everything it creates belongs to users named `committed-*`, deleted afterwards."""
     app = create_app(settings)
-    email = f"committed-{uuid.uuid4().hex[:8]}@example.com"
+    transport = httpx2.ASGITransport(app=app)
     try:
-        async with httpx2.AsyncClient(
-            transport=httpx2.ASGITransport(app=app), base_url="http://test/api/v1"
-        ) as client:
-            response = await client.post(
-                "/users/signup", json={"email": email, "password": "committed-1"}
-            )
-            assert response.status_code == 201
-            async with engine.connect() as other_connection:
-                found = await other_connection.scalar(select(User.id).where(User.email == email))
-            assert str(found) == response.json()["id"]
-
-            duplicate = await client.post(
-                "/users/signup", json={"email": email, "password": "committed-2"}
-            )
-            assert_problem(duplicate, 409)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test/api/v1") as client:
+            yield client
     finally:
         async with engine.begin() as cleanup:
-            await cleanup.execute(User.__table__.delete().where(User.email == email))
+            await cleanup.execute(delete(User).where(User.email.startswith("committed-")))
         await app.state.engine.dispose()
+
+
+async def signup_and_login(client: httpx2.AsyncClient, email: str) -> dict[str, str]:
+    response = await client.post("/users/signup", json={"email": email, "password": "committed-1"})
+    assert response.status_code == 201, response.text
+    token = (await login(client, email, "committed-1")).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_real_request_commits_before_answering(
+    committing_client: httpx2.AsyncClient, engine: AsyncEngine
+) -> None:
+    email = f"committed-{uuid.uuid4().hex[:8]}@example.com"
+    response = await committing_client.post(
+        "/users/signup", json={"email": email, "password": "committed-1"}
+    )
+    assert response.status_code == 201
+    async with engine.connect() as other_connection:
+        found = await other_connection.scalar(select(User.id).where(User.email == email))
+    assert str(found) == response.json()["id"]
+
+    duplicate = await committing_client.post(
+        "/users/signup", json={"email": email, "password": "committed-2"}
+    )
+    assert_problem(duplicate, 409)
+
+
+async def test_concurrent_writes_all_succeed(
+    committing_client: httpx2.AsyncClient, engine: AsyncEngine
+) -> None:
+    # On SQLite, deferred transactions that read and then write fail with "database is locked"
+    # when they overlap; this is the regression test for beginning them IMMEDIATE.
+    headers = await signup_and_login(committing_client, f"committed-{uuid.uuid4().hex[:8]}@x.com")
+
+    responses = await asyncio.gather(
+        *(
+            committing_client.post("/items/", headers=headers, json={"title": f"concurrent {i}"})
+            for i in range(25)
+        )
+    )
+
+    assert [r.status_code for r in responses] == [201] * 25
+    listed = await committing_client.get("/items/", headers=headers)
+    assert listed.json()["count"] == 25
 
 
 async def test_first_superuser_is_created_once(

@@ -1,6 +1,7 @@
 """Every error, ours or the framework's, is a problem+json body with a request id."""
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
@@ -72,16 +73,30 @@ async def test_unexpected_error_is_a_500_problem_without_internals(settings: Set
     assert "Traceback" not in response.text
 
 
-async def test_health_check_is_503_when_the_database_is_unreachable(
+@pytest.fixture
+async def unreachable_database_client(
     settings: Settings, tmp_path: Any
-) -> None:
+) -> AsyncIterator[httpx2.AsyncClient]:
     broken = settings.model_copy(
         update={"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/missing/dir/db.sqlite"}
     )
     app = create_app(broken)
     async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app), base_url="http://test"
+        transport=httpx2.ASGITransport(app=app), base_url="http://test/api/v1"
     ) as client:
-        response = await client.get("/api/v1/utils/health-check/")
+        yield client
     await app.state.engine.dispose()
-    assert_problem(response, 503)
+
+
+async def test_health_check_is_503_when_the_database_is_unreachable(
+    unreachable_database_client: httpx2.AsyncClient,
+) -> None:
+    assert_problem(await unreachable_database_client.get("/utils/health-check/"), 503)
+
+
+async def test_any_request_is_a_retryable_503_when_the_database_is_unreachable(
+    unreachable_database_client: httpx2.AsyncClient, user_headers: dict[str, str]
+) -> None:
+    response = await unreachable_database_client.get("/items/", headers=user_headers)
+    assert_problem(response, 503, type_="urn:problem:database-unavailable")
+    assert response.headers["retry-after"] == "1"
