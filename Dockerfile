@@ -1,0 +1,81 @@
+# Production image: the locked dependencies in a virtualenv, the source tree, a non-root user.
+#
+#   docker build -t app .
+#   docker run --rm -e DATABASE_URL=... -e SECRET_KEY=... -e FIRST_SUPERUSER_PASSWORD=... app alembic upgrade head
+#   docker run -d -p 8000:8000 -e DATABASE_URL=... -e SECRET_KEY=... -e FIRST_SUPERUSER_PASSWORD=... app
+#
+# Migrations are NOT run when the container starts: with several replicas (or WEB_CONCURRENCY > 1)
+# they would race each other, and a failed migration should stop the deploy, not crash-loop the
+# service. Run `alembic upgrade head` in the image as a separate deploy step, before rolling out.
+
+# Both stages must use the same image: the venv's `python` is a symlink to this image's interpreter.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+
+# UV_PROJECT_ENVIRONMENT: the same path as in the runtime stage, because console scripts (uvicorn,
+#   alembic) hard-code it in their shebang.
+# UV_PYTHON, UV_PYTHON_DOWNLOADS: the image's interpreter, never one uv downloads, since it must
+#   exist in the runtime stage too.
+# UV_COMPILE_BYTECODE: the runtime user cannot write __pycache__, so compile once here instead of
+#   on every start.
+# UV_LINK_MODE: the uv cache is a separate mount, and uv cannot hardlink across it.
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    UV_PROJECT_ENVIRONMENT=/app/.venv \
+    UV_PYTHON=/usr/local/bin/python3 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy
+
+# Same uv as the Makefile, so the lockfile is read the way it was written.
+RUN pip install --no-cache-dir uv==0.13.8
+
+WORKDIR /app
+
+# Only the dependency manifests: this layer is rebuilt when uv.lock changes, not on every code edit.
+# pyproject sets `package = false`, so the sync needs no source code.
+COPY pyproject.toml uv.lock ./
+# --frozen: install exactly uv.lock and fail if it is out of date with pyproject.toml.
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev
+
+
+FROM ${PYTHON_IMAGE} AS runtime
+
+# ENVIRONMENT=production turns on the settings' safety checks (the app refuses to start without a
+# real SECRET_KEY and FIRST_SUPERUSER_PASSWORD) and JSON logs.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH="/app/.venv/bin:${PATH}" \
+    ENVIRONMENT=production
+
+# A fixed numeric uid, so Kubernetes' runAsNonRoot can verify it and volume permissions are stable.
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app
+
+WORKDIR /app
+
+# Owned by root and read-only to the app user: a compromised process cannot rewrite its own code.
+COPY --from=build /app/.venv /app/.venv
+COPY alembic.ini ./
+COPY app ./app
+
+USER 10001:10001
+
+EXPOSE 8000
+
+# The health check also queries the database, so it reports "cannot serve requests", not just
+# "process alive". slim has no curl; the interpreter is already here. urlopen raises on non-2xx.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/v1/utils/health-check/', timeout=4)"]
+
+# Worker processes: uvicorn reads WEB_CONCURRENCY itself (`-e WEB_CONCURRENCY=4`); default 1, which
+# suits one container per core under an orchestrator.
+# --proxy-headers/--forwarded-allow-ips=*: the container is meant to sit behind a reverse proxy or
+# load balancer whose address is not known in advance; it must not be reachable directly, or
+# clients could spoof X-Forwarded-For. The flag beats the FORWARDED_ALLOW_IPS variable, so to
+# trust only the proxy's addresses, override the command.
+# --no-access-log: RequestContextMiddleware already logs each request once, with its request id.
+# Exec form: uvicorn is PID 1 and gets SIGTERM directly, so it shuts down gracefully.
+CMD ["uvicorn", "app.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--forwarded-allow-ips=*", "--no-access-log"]
