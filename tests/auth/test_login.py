@@ -121,3 +121,10 @@ async def test_test_token_without_token_is_401(client: httpx2.AsyncClient) -> No
     response = await client.post("/login/test-token")
     assert_unauthorized(response)
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_corrupt_stored_hash_fails_the_login_instead_of_crashing(
+    client: httpx2.AsyncClient, session: AsyncSession
+) -> None:
+    broken = await UserFactory.persist(session, hashed_password="not-a-known-hash-format")
+    assert_problem(await login(client, broken.email, "anything-at-all"), 400)

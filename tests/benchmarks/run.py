@@ -1,0 +1,576 @@
+"""HTTP benchmark of the real server: throughput and latency of the main endpoints.
+
+What it measures: the app as it is deployed, not as the tests drive it. It migrates a throwaway
+database with Alembic, starts `uvicorn app.main:create_app --factory` (one worker process) on a
+free port of 127.0.0.1, seeds one user with 100 items, then sends N requests per scenario from C
+concurrent keep-alive connections (one `httpx2.AsyncClient`) and reports requests per second,
+the 50th/95th/99th percentile of the latency (request sent to body read) and the number of
+non-2xx answers. Each scenario gets a short warm-up first, which is not counted. Login runs
+separately, with few requests and low concurrency: argon2id (about 0.2 s of CPU per attempt with
+the default settings, one hash per core at a time) is all it measures.
+
+Why these numbers are not pass/fail in the test suite: they depend on the machine, its CPU count
+and its other load, the database server, and the client itself, which shares the CPUs with the
+server (at high concurrency httpx2 can be the bottleneck). A threshold that holds on one laptop
+fails on a busy CI runner, and one loose enough for both catches nothing. Compare two revisions
+on the same machine instead. The one hard failure is an error: any non-2xx answer under
+concurrency is a bug, and makes the exit status 1.
+
+    .venv/bin/python -m tests.benchmarks.run                      # fresh SQLite file, 2000 x 32
+    .venv/bin/python -m tests.benchmarks.run --requests 500 --concurrency 8
+    .venv/bin/python -m tests.benchmarks.run \\
+        --database-url postgresql://postgres@127.0.0.1:5432/bench
+
+The database is emptied first (every table dropped, then `alembic upgrade head`), so the script
+only accepts a database on this machine whose name contains "bench" or "test". Create the
+PostgreSQL one once with `psql -h 127.0.0.1 -U postgres -c 'CREATE DATABASE bench'`; prefer it to
+`test`, which `make test-postgres` empties while it runs.
+"""
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
+from types import FrameType
+from typing import Any
+
+import httpx2
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.core.config import API_V1_PREFIX, Settings, normalize_database_url
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+LOOPBACK_HOSTS = {None, "", "127.0.0.1", "localhost", "::1"}
+THROWAWAY_MARKERS = ("bench", "test")
+
+STARTUP_TIMEOUT = 30.0
+SHUTDOWN_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 60.0
+MAX_CONCURRENCY = 1024
+WARMUP_REQUESTS = 50
+SEED_ITEMS = 100
+SEED = 20261127
+
+LOGIN_REQUESTS = 50
+LOGIN_CONCURRENCY = 4
+LOGIN_WARMUP = 4
+
+SUPERUSER_EMAIL = "bench-admin@example.com"
+SUPERUSER_PASSWORD = "bench-admin-password"
+USER_EMAIL = "bench-user@example.com"
+USER_PASSWORD = "bench-user-password"
+SECRET_KEY = "benchmark-only-secret-key-of-at-least-32-bytes"
+
+# Settings that change the cost of a request are pinned to the app's defaults, so neither the
+# caller's environment nor a `.env` file in the repository can skew the numbers.
+PINNED_SETTINGS = (
+    "DB_POOL_SIZE",
+    "DB_MAX_OVERFLOW",
+    "DB_ECHO",
+    "ARGON2_TIME_COST",
+    "ARGON2_MEMORY_COST",
+    "ARGON2_PARALLELISM",
+)
+
+
+Server = subprocess.Popen[bytes]
+
+
+class BenchmarkError(Exception):
+    """The benchmark could not run: bad arguments, database or server trouble."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request of a scenario."""
+
+    method: str
+    path: str
+    json: dict[str, Any] | None = None
+    form: dict[str, str] | None = None
+    authenticated: bool = True
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    make_call: Callable[[int], Call]
+    requests: int
+    concurrency: int
+    warmup: int
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    elapsed: float
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def percentile_ms(self, percent: int) -> float:
+        if not self.latencies:
+            return float("nan")
+        if len(self.latencies) == 1:
+            return self.latencies[0] * 1000
+        cuts = statistics.quantiles(self.latencies, n=100, method="inclusive")
+        return cuts[percent - 1] * 1000
+
+
+# --- arguments and database -------------------------------------------------------------------
+
+
+def _positive(limit: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = int(value)
+        if not 1 <= number <= limit:
+            raise argparse.ArgumentTypeError(f"must be between 1 and {limit}")
+        return number
+
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.benchmarks.run",
+        description="Benchmark the real server over HTTP on 127.0.0.1 (see the module docstring).",
+    )
+    parser.add_argument(
+        "--database-url",
+        help="throwaway database to empty and use, e.g. "
+        "postgresql://postgres@127.0.0.1:5432/bench (default: a fresh SQLite file)",
+    )
+    parser.add_argument(
+        "--requests",
+        type=_positive(10_000_000),
+        default=2000,
+        help="measured requests per scenario (default: 2000)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive(MAX_CONCURRENCY),
+        default=32,
+        help="requests in flight at once (default: 32)",
+    )
+    return parser.parse_args(argv)
+
+
+def throwaway_url(raw: str) -> URL:
+    """The async-driver URL of `raw`, if it is safe to empty; BenchmarkError otherwise."""
+    url = make_url(normalize_database_url(raw))
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() != "sqlite" and url.host not in LOOPBACK_HOSTS:
+        raise BenchmarkError(f"refusing {shown}: the benchmark only uses a database on this host")
+    name = Path(url.database or "").name
+    if not any(marker in name for marker in THROWAWAY_MARKERS):
+        raise BenchmarkError(
+            f"refusing to empty {shown}: its name must contain one of {THROWAWAY_MARKERS}"
+        )
+    return url
+
+
+def _drop_everything(connection: Connection) -> None:
+    # Leftovers of an interrupted run, or of the test suite, must not shape the schema.
+    stale = MetaData()
+    stale.reflect(connection)
+    stale.drop_all(connection)
+
+
+async def empty_database(url: URL) -> str:
+    """Drop every table of `url`; return the server's name and version."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_drop_everything)
+            if url.get_backend_name() == "sqlite":
+                version = await connection.scalar(text("SELECT sqlite_version()"))
+                return f"SQLite {version}"
+            version = await connection.scalar(text("SHOW server_version"))
+            return f"PostgreSQL {version}"
+    except OSError as error:
+        raise BenchmarkError(f"cannot reach the database: {error}") from error
+    except DBAPIError as error:
+        message = str(error.orig)
+        if f'database "{url.database}" does not exist' in message:
+            message += (
+                f"; create it with: psql -h {url.host or HOST} -U {url.username} "
+                f"-c 'CREATE DATABASE {url.database}'"
+            )
+        raise BenchmarkError(message) from error
+    finally:
+        await engine.dispose()
+
+
+def migrate(env: dict[str, str]) -> None:
+    command = [sys.executable, "-m", "alembic", "upgrade", "head"]
+    completed = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
+        command, cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        raise BenchmarkError(f"alembic upgrade head failed:\n{completed.stderr}{completed.stdout}")
+
+
+# --- server -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_env(database_url: URL) -> dict[str, str]:
+    env = dict(os.environ)
+    defaults = Settings.model_fields
+    env.update({name: str(defaults[name].default) for name in PINNED_SETTINGS})
+    env.update(
+        DATABASE_URL=database_url.render_as_string(hide_password=False),
+        ENVIRONMENT="local",
+        LOG_LEVEL="WARNING",
+        LOG_JSON="false",
+        SECRET_KEY=SECRET_KEY,
+        FIRST_SUPERUSER=SUPERUSER_EMAIL,
+        FIRST_SUPERUSER_PASSWORD=SUPERUSER_PASSWORD,
+        USERS_OPEN_REGISTRATION="true",
+        BACKEND_CORS_ORIGINS="",
+    )
+    return env
+
+
+def server_command(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:create_app",
+        "--factory",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def start_server(port: int, env: dict[str, str], log_path: Path) -> Server:
+    with log_path.open("wb") as log:
+        # Its own session: a Ctrl-C reaches only us, and we stop the server in order.
+        return subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+            server_command(port),
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_server(server: Server) -> None:
+    if server.poll() is not None:
+        return
+    server.terminate()
+    try:
+        server.wait(timeout=SHUTDOWN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def log_tail(log_path: Path, lines: int = 40) -> str:
+    try:
+        text_lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text_lines[-lines:])
+
+
+# --- load -------------------------------------------------------------------------------------
+
+
+async def wait_until_healthy(client: httpx2.AsyncClient, server: Server) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STARTUP_TIMEOUT
+    while loop.time() < deadline:
+        if server.poll() is not None:
+            raise BenchmarkError(f"the server exited with status {server.returncode}")
+        try:
+            response = await client.get("/utils/health-check/", timeout=2.0)
+        except httpx2.TransportError:
+            pass
+        else:
+            if response.status_code == 200:
+                return
+        await asyncio.sleep(0.1)
+    raise BenchmarkError(f"the server did not answer the health check within {STARTUP_TIMEOUT} s")
+
+
+def _expect(response: httpx2.Response, status: int, what: str) -> Any:
+    if response.status_code != status:
+        raise BenchmarkError(f"{what}: HTTP {response.status_code} {response.text[:500]}")
+    return response.json()
+
+
+async def seed(client: httpx2.AsyncClient) -> tuple[dict[str, str], list[str]]:
+    """One user with SEED_ITEMS items; return its auth headers and the item ids."""
+    _expect(
+        await client.post(
+            "/users/signup",
+            json={"email": USER_EMAIL, "password": USER_PASSWORD, "full_name": "Bench User"},
+        ),
+        201,
+        "sign up",
+    )
+    token = _expect(
+        await client.post(
+            "/login/access-token", data={"username": USER_EMAIL, "password": USER_PASSWORD}
+        ),
+        200,
+        "log in",
+    )["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    item_ids = []
+    for number in range(SEED_ITEMS):
+        item = _expect(
+            await client.post(
+                "/items/",
+                json={"title": f"Seed item {number}", "description": "Created before timing"},
+                headers=headers,
+            ),
+            201,
+            "create a seed item",
+        )
+        item_ids.append(item["id"])
+    return headers, item_ids
+
+
+def scenarios(item_ids: list[str], requests: int, concurrency: int) -> list[Scenario]:
+    rng = random.Random(SEED)
+
+    def some_item() -> str:
+        return rng.choice(item_ids)
+
+    def load(name: str, make_call: Callable[[int], Call]) -> Scenario:
+        return Scenario(name, make_call, requests, concurrency, WARMUP_REQUESTS)
+
+    return [
+        load("GET /utils/health-check/", lambda _: Call("GET", "/utils/health-check/")),
+        load("GET /users/me", lambda _: Call("GET", "/users/me")),
+        load("GET /items/?limit=20", lambda _: Call("GET", "/items/?limit=20")),
+        load("GET /items/{id}", lambda _: Call("GET", f"/items/{some_item()}")),
+        load(
+            "POST /items/",
+            lambda n: Call("POST", "/items/", json={"title": f"Item {n}", "description": "Bench"}),
+        ),
+        load(
+            "PATCH /items/{id}",
+            lambda n: Call("PATCH", f"/items/{some_item()}", json={"title": f"Patched {n}"}),
+        ),
+        Scenario(
+            "POST /login/access-token",
+            lambda _: Call(
+                "POST",
+                "/login/access-token",
+                form={"username": USER_EMAIL, "password": USER_PASSWORD},
+                authenticated=False,
+            ),
+            LOGIN_REQUESTS,
+            LOGIN_CONCURRENCY,
+            LOGIN_WARMUP,
+        ),
+    ]
+
+
+async def drive(
+    client: httpx2.AsyncClient,
+    make_call: Callable[[int], Call],
+    headers: dict[str, str],
+    total: int,
+    concurrency: int,
+) -> tuple[float, list[float], Counter[str]]:
+    """Send `total` calls from `concurrency` workers; return wall time, latencies and errors."""
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    # Shared by the workers: each takes the next number until all `total` are taken.
+    numbers: Iterator[int] = iter(range(total))
+
+    async def worker() -> None:
+        for number in numbers:
+            call = make_call(number)
+            started = perf_counter()
+            try:
+                response = await client.request(
+                    call.method,
+                    call.path,
+                    json=call.json,
+                    data=call.form,
+                    headers=headers if call.authenticated else None,
+                )
+            except httpx2.HTTPError as error:
+                errors[type(error).__name__] += 1
+                continue
+            latencies.append(perf_counter() - started)
+            if not response.is_success:
+                errors[f"HTTP {response.status_code}"] += 1
+
+    started = perf_counter()
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(concurrency, total)):
+            group.create_task(worker())
+    return perf_counter() - started, latencies, errors
+
+
+async def run_scenario(
+    client: httpx2.AsyncClient, scenario: Scenario, headers: dict[str, str]
+) -> Result:
+    await drive(client, scenario.make_call, headers, scenario.warmup, scenario.concurrency)
+    elapsed, latencies, errors = await drive(
+        client, scenario.make_call, headers, scenario.requests, scenario.concurrency
+    )
+    return Result(scenario, elapsed, latencies, errors)
+
+
+async def benchmark(port: int, server: Server, requests: int, concurrency: int) -> list[Result]:
+    connections = max(concurrency, LOGIN_CONCURRENCY)
+    limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx2.AsyncClient(
+        base_url=f"http://{HOST}:{port}{API_V1_PREFIX}",
+        limits=limits,
+        timeout=REQUEST_TIMEOUT,
+    ) as client:
+        await wait_until_healthy(client, server)
+        headers, item_ids = await seed(client)
+        results = []
+        for scenario in scenarios(item_ids, requests, concurrency):
+            print(f"  {scenario.name} ...", file=sys.stderr, flush=True)
+            results.append(await run_scenario(client, scenario, headers))
+            if server.poll() is not None:
+                raise BenchmarkError(f"the server exited with status {server.returncode}")
+        return results
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def invocation() -> str:
+    python = Path(sys.executable)
+    try:
+        shown = str(python.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(python)
+    return shlex.join([shown, "-m", "tests.benchmarks.run", *sys.argv[1:]])
+
+
+def report(results: list[Result], header: list[str]) -> str:
+    columns = ("scenario", "requests", "concurrency", "req/s", "p50 ms", "p95 ms", "p99 ms")
+    rows = [(*columns, "errors")]
+    for result in results:
+        scenario = result.scenario
+        rows.append(
+            (
+                scenario.name,
+                str(scenario.requests),
+                str(scenario.concurrency),
+                f"{scenario.requests / result.elapsed:.1f}",
+                f"{result.percentile_ms(50):.1f}",
+                f"{result.percentile_ms(95):.1f}",
+                f"{result.percentile_ms(99):.1f}",
+                str(result.error_count),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [*header, ""]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells))
+    for result in results:
+        if result.errors:
+            detail = ", ".join(f"{reason} x{count}" for reason, count in result.errors.items())
+            lines.append(f"errors in {result.scenario.name}: {detail}")
+    return "\n".join(lines)
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run(args: argparse.Namespace, workdir: Path) -> int:
+    if args.database_url:
+        url = throwaway_url(args.database_url)
+    else:
+        url = make_url(normalize_database_url(f"sqlite:///{workdir / 'bench.db'}"))
+    database = asyncio.run(empty_database(url))
+    env = server_env(url)
+    migrate(env)
+
+    port = free_port()
+    log_path = workdir / "server.log"
+    server = start_server(port, env, log_path)
+    try:
+        results = asyncio.run(benchmark(port, server, args.requests, args.concurrency))
+    except BenchmarkError:
+        print(f"server log (tail):\n{log_tail(log_path)}", file=sys.stderr)
+        raise
+    finally:
+        stop_server(server)
+
+    defaults = Settings.model_fields
+    header = [
+        f"database: {database} ({url.render_as_string(hide_password=True)}) | "
+        f"Python {platform.python_version()} | CPUs: {os.cpu_count()} | "
+        f"command: {invocation()}",
+        f"server: 1 uvicorn worker on {HOST}:{port}; argon2id "
+        f"t={defaults['ARGON2_TIME_COST'].default} m={defaults['ARGON2_MEMORY_COST'].default} "
+        f"p={defaults['ARGON2_PARALLELISM'].default}; warm-up {WARMUP_REQUESTS} requests "
+        f"per scenario ({LOGIN_WARMUP} for login)",
+    ]
+    print(report(results, header))
+    if any(result.errors for result in results):
+        print(f"server log (tail):\n{log_tail(log_path)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+            return run(args, Path(workdir))
+    except BenchmarkError as error:
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the server was stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
