@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from app.core.config import Settings, normalize_database_url
 from app.core.db import create_engine
-from app.core.security import create_access_token
+from app.core.security import create_access_token, credential_fingerprint
 from app.main import create_app
 from app.users.models import User
 from tests.users.factories import UserFactory
@@ -142,7 +142,8 @@ def override_settings(app: Any, settings: Settings) -> Callable[..., Settings]:
 
 
 def auth_headers(user: User, settings: Settings) -> dict[str, str]:
-    token = create_access_token(str(user.id), settings).token
+    credential = credential_fingerprint(user.hashed_password, settings)
+    token = create_access_token(str(user.id), settings, credential=credential).token
     return {"Authorization": f"Bearer {token}"}
 
 

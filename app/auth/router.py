@@ -8,7 +8,7 @@ from app.auth.errors import InactiveUserLogin, IncorrectCredentials
 from app.auth.schemas import Token
 from app.core.deps import PasswordsDep, SessionDep, SettingsDep
 from app.core.errors import problem_responses
-from app.core.security import create_access_token
+from app.core.security import create_access_token, credential_fingerprint
 from app.users import service as users_service
 from app.users.models import User
 from app.users.schemas import UserRead
@@ -36,7 +36,11 @@ async def login_access_token(
         raise IncorrectCredentials()
     if not user.is_active:
         raise InactiveUserLogin()
-    token = create_access_token(str(user.id), settings)
+    token = create_access_token(
+        str(user.id),
+        settings,
+        credential=credential_fingerprint(user.hashed_password, settings),
+    )
     return Token(access_token=token.token, expires_in=token.expires_in)
 
 

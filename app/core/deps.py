@@ -13,7 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import API_V1_PREFIX, Settings
 from app.core.errors import Unauthorized
-from app.core.security import InvalidTokenError, Passwords, decode_access_token, get_passwords
+from app.core.security import (
+    InvalidTokenError,
+    Passwords,
+    TokenClaims,
+    decode_access_token,
+    get_passwords,
+)
 
 
 def _app_settings(request: Request) -> Settings:
@@ -62,9 +68,9 @@ class InvalidCredentials(Unauthorized):
     code = "invalid-token"
 
 
-async def get_token_subject(
+async def get_token_claims(
     settings: SettingsDep, token: Annotated[str | None, Depends(bearer_token)]
-) -> str:
+) -> TokenClaims:
     if not token:
         raise NotAuthenticated("Not authenticated: send an `Authorization: Bearer <token>` header")
     try:
@@ -73,4 +79,4 @@ async def get_token_subject(
         raise InvalidCredentials("Could not validate credentials") from error
 
 
-TokenSubject = Annotated[str, Depends(get_token_subject)]
+TokenClaimsDep = Annotated[TokenClaims, Depends(get_token_claims)]

@@ -1,5 +1,7 @@
 """Password hashing (pwdlib, argon2id) and the API's own access tokens (joserfc, HS256)."""
 
+import base64
+import hmac
 import os
 import secrets
 import time
@@ -106,7 +108,24 @@ def _key(settings: Settings) -> OctKey:
     return OctKey.import_key(settings.SECRET_KEY)
 
 
-def create_access_token(subject: str, settings: Settings) -> AccessToken:
+def credential_fingerprint(hashed_password: str, settings: Settings) -> str:
+    """A short tag of the user's current password hash, carried in each token.
+
+    It changes whenever the password does, so changing or resetting a password ends every
+    session opened with the old one. An HMAC, so a token reveals nothing about the hash.
+    """
+    digest = hmac.new(settings.SECRET_KEY.encode(), hashed_password.encode(), "sha256").digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    subject: str
+    credential: str
+
+
+def create_access_token(subject: str, settings: Settings, *, credential: str) -> AccessToken:
+    """A signed access token for `subject`; `credential` is its `credential_fingerprint`."""
     now = int(time.time())
     expires_in = settings.ACCESS_TOKEN_EXPIRE_MINUTES * 60
     claims = {
@@ -116,6 +135,7 @@ def create_access_token(subject: str, settings: Settings) -> AccessToken:
         "exp": now + expires_in,
         "jti": uuid.uuid4().hex,
         "type": ACCESS_TOKEN_TYPE,
+        "cred": credential,
     }
     token = jwt.encode({"alg": JWT_ALGORITHM}, claims, _key(settings), algorithms=[JWT_ALGORITHM])
     return AccessToken(token=token, expires_in=expires_in)
@@ -128,17 +148,19 @@ _ACCESS_CLAIMS = JWTClaimsRegistry(
     iat={"essential": True},
     jti={"essential": True},
     type={"essential": True, "value": ACCESS_TOKEN_TYPE},
+    cred={"essential": True},
 )
 
 
-def decode_access_token(token: str, settings: Settings) -> str:
-    """Return the subject of a valid access token, or raise InvalidTokenError."""
+def decode_access_token(token: str, settings: Settings) -> TokenClaims:
+    """The claims of a valid access token, or InvalidTokenError."""
     try:
         # The pinned list rejects `alg: none`, HS384/512 and any asymmetric algorithm.
         decoded = jwt.decode(token, _key(settings), algorithms=[JWT_ALGORITHM])
         _ACCESS_CLAIMS.validate(decoded.claims)
     except (JoseError, ValueError, TypeError) as error:
         raise InvalidTokenError(type(error).__name__) from error
-    subject = decoded.claims["sub"]
-    assert isinstance(subject, str)  # validate_sub checked it
-    return subject
+    subject, credential = decoded.claims["sub"], decoded.claims["cred"]
+    if not isinstance(subject, str) or not isinstance(credential, str):
+        raise InvalidTokenError("sub and cred must be strings")
+    return TokenClaims(subject=subject, credential=credential)

@@ -21,7 +21,7 @@ async def test_login_returns_a_bearer_token_for_the_user(
     body = response.json()
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == settings.ACCESS_TOKEN_EXPIRE_MINUTES * 60
-    assert decode_access_token(body["access_token"], settings) == str(user.id)
+    assert decode_access_token(body["access_token"], settings).subject == str(user.id)
     me = await client.get("/users/me", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert me.json()["id"] == str(user.id)
 

@@ -13,10 +13,11 @@ from joserfc.jwk import OctKey
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
+from app.core.security import credential_fingerprint
 from app.users.models import User
 from tests.conftest import TEST_SECRET, auth_headers
-from tests.helpers import assert_problem, assert_unauthorized
-from tests.users.factories import UserFactory
+from tests.helpers import assert_problem, assert_unauthorized, login
+from tests.users.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -25,10 +26,11 @@ def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-def _claims(user_id: uuid.UUID, **overrides: Any) -> dict[str, Any]:
+def _claims(user: User, settings: Settings, **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
     claims = {
-        "sub": str(user_id),
+        "sub": str(user.id),
+        "cred": credential_fingerprint(user.hashed_password, settings),
         "iat": now,
         "exp": now + 600,
         "jti": uuid.uuid4().hex,
@@ -46,9 +48,11 @@ async def _me(client: httpx2.AsyncClient, token: str) -> httpx2.Response:
     return await client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
 
 
-async def test_a_well_formed_token_is_accepted(client: httpx2.AsyncClient, user: User) -> None:
+async def test_a_well_formed_token_is_accepted(
+    client: httpx2.AsyncClient, user: User, settings: Settings
+) -> None:
     # The positive control for the forgeries below.
-    assert (await _me(client, _sign(_claims(user.id)))).status_code == 200
+    assert (await _me(client, _sign(_claims(user, settings)))).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -63,36 +67,42 @@ async def test_a_well_formed_token_is_accepted(client: httpx2.AsyncClient, user:
         pytest.param({"sub": "not-a-uuid"}, id="sub-not-uuid"),
         pytest.param({"sub": 42}, id="sub-not-string"),
         pytest.param({"nbf": int(time.time()) + 3600}, id="not-yet-valid"),
+        pytest.param({"cred": None}, id="no-credential"),
+        pytest.param({"cred": "stale-credential"}, id="stale-credential"),
     ],
 )
 async def test_bad_claims_are_rejected(
-    client: httpx2.AsyncClient, user: User, overrides: dict[str, Any]
+    client: httpx2.AsyncClient, user: User, settings: Settings, overrides: dict[str, Any]
 ) -> None:
-    body = assert_unauthorized(await _me(client, _sign(_claims(user.id, **overrides))))
+    body = assert_unauthorized(await _me(client, _sign(_claims(user, settings, **overrides))))
     assert body["detail"] == "Could not validate credentials"
 
 
 async def test_token_signed_with_another_key_is_rejected(
-    client: httpx2.AsyncClient, user: User
+    client: httpx2.AsyncClient, user: User, settings: Settings
 ) -> None:
-    token = _sign(_claims(user.id), secret="another-secret-key-of-thirty-two-bytes!!")
+    token = _sign(_claims(user, settings), secret="another-secret-key-of-thirty-two-bytes!!")
     assert_unauthorized(await _me(client, token))
 
 
 async def test_hs384_is_rejected_even_with_the_right_key(
-    client: httpx2.AsyncClient, user: User
+    client: httpx2.AsyncClient, user: User, settings: Settings
 ) -> None:
-    assert_unauthorized(await _me(client, _sign(_claims(user.id), alg="HS384")))
+    assert_unauthorized(await _me(client, _sign(_claims(user, settings), alg="HS384")))
 
 
-async def test_alg_none_is_rejected(client: httpx2.AsyncClient, user: User) -> None:
-    token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(user.id))}."
+async def test_alg_none_is_rejected(
+    client: httpx2.AsyncClient, user: User, settings: Settings
+) -> None:
+    token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(user, settings))}."
     assert_unauthorized(await _me(client, token))
 
 
-async def test_tampered_payload_is_rejected(client: httpx2.AsyncClient, user: User) -> None:
-    header, _, signature = _sign(_claims(user.id)).split(".")
-    forged = _b64(_claims(user.id, sub=str(uuid.uuid4())))
+async def test_tampered_payload_is_rejected(
+    client: httpx2.AsyncClient, user: User, settings: Settings
+) -> None:
+    header, _, signature = _sign(_claims(user, settings)).split(".")
+    forged = _b64(_claims(user, settings, sub=str(uuid.uuid4())))
     assert_unauthorized(await _me(client, f"{header}.{forged}.{signature}"))
 
 
@@ -125,3 +135,31 @@ async def test_token_of_a_deactivated_user_is_forbidden(
         await client.get("/users/me", headers=auth_headers(inactive, settings)), 403
     )
     assert body["detail"] == "Inactive user"
+
+
+async def test_changing_the_password_ends_existing_sessions(
+    client: httpx2.AsyncClient, user: User, user_headers: dict[str, str]
+) -> None:
+    response = await client.patch(
+        "/users/me/password",
+        headers=user_headers,
+        json={"current_password": DEFAULT_PASSWORD, "new_password": "fresh-password-1"},
+    )
+    assert response.status_code == 200
+
+    assert_unauthorized(await client.get("/users/me", headers=user_headers))
+    token = (await login(client, user.email, "fresh-password-1")).json()["access_token"]
+    assert (await _me(client, token)).status_code == 200
+
+
+async def test_a_password_reset_by_a_superuser_ends_the_user_s_sessions(
+    client: httpx2.AsyncClient,
+    user: User,
+    user_headers: dict[str, str],
+    superuser_headers: dict[str, str],
+) -> None:
+    response = await client.patch(
+        f"/users/{user.id}", headers=superuser_headers, json={"password": "reset-by-admin-1"}
+    )
+    assert response.status_code == 200
+    assert_unauthorized(await client.get("/users/me", headers=user_headers))

@@ -62,7 +62,7 @@ THROWAWAY_MARKERS = ("bench", "test")
 
 STARTUP_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 10.0
-REQUEST_TIMEOUT = 60.0
+REQUEST_TIMEOUT = 30.0
 MAX_CONCURRENCY = 1024
 WARMUP_REQUESTS = 50
 SEED_ITEMS = 100
@@ -119,14 +119,20 @@ class Scenario:
 
 @dataclass
 class Result:
+    """What one run of a scenario produced; `latencies` has one entry per answer received."""
+
     scenario: Scenario
-    elapsed: float
+    elapsed: float = 0.0
     latencies: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
 
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else float("nan")
 
     def percentile_ms(self, percent: int) -> float:
         if not self.latencies:
@@ -171,6 +177,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=_positive(MAX_CONCURRENCY),
         default=32,
         help="requests in flight at once (default: 32)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=_positive(3600),
+        default=300,
+        metavar="SECONDS",
+        help="start no new request of a scenario after this long (default: 300)",
     )
     return parser.parse_args(argv)
 
@@ -406,20 +419,27 @@ def scenarios(item_ids: list[str], requests: int, concurrency: int) -> list[Scen
 
 async def drive(
     client: httpx2.AsyncClient,
-    make_call: Callable[[int], Call],
+    scenario: Scenario,
     headers: dict[str, str],
     total: int,
-    concurrency: int,
-) -> tuple[float, list[float], Counter[str]]:
-    """Send `total` calls from `concurrency` workers; return wall time, latencies and errors."""
-    latencies: list[float] = []
-    errors: Counter[str] = Counter()
+    time_limit: float,
+) -> Result:
+    """Send `total` calls of `scenario` from its `concurrency` workers.
+
+    Past `time_limit` seconds no new call starts: a server that stalls (errors that cost seconds
+    each, an exhausted connection pool) ends the scenario with "not sent" errors, not a hang.
+    """
+    result = Result(scenario)
     # Shared by the workers: each takes the next number until all `total` are taken.
     numbers: Iterator[int] = iter(range(total))
+    deadline = perf_counter() + time_limit
 
     async def worker() -> None:
         for number in numbers:
-            call = make_call(number)
+            if perf_counter() > deadline:
+                result.errors["not sent (time limit)"] += 1
+                continue
+            call = scenario.make_call(number)
             started = perf_counter()
             try:
                 response = await client.request(
@@ -430,31 +450,25 @@ async def drive(
                     headers=headers if call.authenticated else None,
                 )
             except httpx2.HTTPError as error:
-                errors[type(error).__name__] += 1
+                result.errors[type(error).__name__] += 1
                 continue
-            latencies.append(perf_counter() - started)
+            result.latencies.append(perf_counter() - started)
             if not response.is_success:
-                errors[f"HTTP {response.status_code}"] += 1
+                result.errors[f"HTTP {response.status_code}"] += 1
 
     started = perf_counter()
     async with asyncio.TaskGroup() as group:
-        for _ in range(min(concurrency, total)):
+        for _ in range(min(scenario.concurrency, total)):
             group.create_task(worker())
-    return perf_counter() - started, latencies, errors
+    result.elapsed = perf_counter() - started
+    return result
 
 
-async def run_scenario(
-    client: httpx2.AsyncClient, scenario: Scenario, headers: dict[str, str]
-) -> Result:
-    await drive(client, scenario.make_call, headers, scenario.warmup, scenario.concurrency)
-    elapsed, latencies, errors = await drive(
-        client, scenario.make_call, headers, scenario.requests, scenario.concurrency
-    )
-    return Result(scenario, elapsed, latencies, errors)
-
-
-async def benchmark(port: int, server: Server, requests: int, concurrency: int) -> list[Result]:
-    connections = max(concurrency, LOGIN_CONCURRENCY)
+async def benchmark(
+    port: int, server: Server, args: argparse.Namespace
+) -> tuple[list[Result], list[Result]]:
+    """Seed, then warm up and measure every scenario; return the measured and warm-up results."""
+    connections = max(args.concurrency, LOGIN_CONCURRENCY)
     limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx2.AsyncClient(
         base_url=f"http://{HOST}:{port}{API_V1_PREFIX}",
@@ -463,13 +477,16 @@ async def benchmark(port: int, server: Server, requests: int, concurrency: int) 
     ) as client:
         await wait_until_healthy(client, server)
         headers, item_ids = await seed(client)
-        results = []
-        for scenario in scenarios(item_ids, requests, concurrency):
+        results, warmups = [], []
+        for scenario in scenarios(item_ids, args.requests, args.concurrency):
             print(f"  {scenario.name} ...", file=sys.stderr, flush=True)
-            results.append(await run_scenario(client, scenario, headers))
+            warmups.append(await drive(client, scenario, headers, scenario.warmup, args.time_limit))
+            results.append(
+                await drive(client, scenario, headers, scenario.requests, args.time_limit)
+            )
             if server.poll() is not None:
                 raise BenchmarkError(f"the server exited with status {server.returncode}")
-        return results
+        return results, warmups
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -484,7 +501,7 @@ def invocation() -> str:
     return shlex.join([shown, "-m", "tests.benchmarks.run", *sys.argv[1:]])
 
 
-def report(results: list[Result], header: list[str]) -> str:
+def report(results: list[Result], warmups: list[Result], header: list[str]) -> str:
     columns = ("scenario", "requests", "concurrency", "req/s", "p50 ms", "p95 ms", "p99 ms")
     rows = [(*columns, "errors")]
     for result in results:
@@ -494,7 +511,7 @@ def report(results: list[Result], header: list[str]) -> str:
                 scenario.name,
                 str(scenario.requests),
                 str(scenario.concurrency),
-                f"{scenario.requests / result.elapsed:.1f}",
+                f"{result.throughput:.1f}",
                 f"{result.percentile_ms(50):.1f}",
                 f"{result.percentile_ms(95):.1f}",
                 f"{result.percentile_ms(99):.1f}",
@@ -507,10 +524,11 @@ def report(results: list[Result], header: list[str]) -> str:
         cells = [row[0].ljust(widths[0])]
         cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
         lines.append("  ".join(cells))
-    for result in results:
-        if result.errors:
-            detail = ", ".join(f"{reason} x{count}" for reason, count in result.errors.items())
-            lines.append(f"errors in {result.scenario.name}: {detail}")
+    for label, batch in (("errors in", results), ("errors in the warm-up of", warmups)):
+        for result in batch:
+            if result.errors:
+                detail = ", ".join(f"{reason} x{n}" for reason, n in result.errors.most_common())
+                lines.append(f"{label} {result.scenario.name}: {detail}")
     return "\n".join(lines)
 
 
@@ -534,7 +552,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     log_path = workdir / "server.log"
     server = start_server(port, env, log_path)
     try:
-        results = asyncio.run(benchmark(port, server, args.requests, args.concurrency))
+        results, warmups = asyncio.run(benchmark(port, server, args))
     except BenchmarkError:
         print(f"server log (tail):\n{log_tail(log_path)}", file=sys.stderr)
         raise
@@ -549,10 +567,10 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         f"server: 1 uvicorn worker on {HOST}:{port}; argon2id "
         f"t={defaults['ARGON2_TIME_COST'].default} m={defaults['ARGON2_MEMORY_COST'].default} "
         f"p={defaults['ARGON2_PARALLELISM'].default}; warm-up {WARMUP_REQUESTS} requests "
-        f"per scenario ({LOGIN_WARMUP} for login)",
+        f"per scenario ({LOGIN_WARMUP} for login); time limit {args.time_limit} s per scenario",
     ]
-    print(report(results, header))
-    if any(result.errors for result in results):
+    print(report(results, warmups, header))
+    if any(result.errors for result in [*results, *warmups]):
         print(f"server log (tail):\n{log_tail(log_path)}", file=sys.stderr)
         return 1
     return 0
