@@ -1,5 +1,6 @@
 """One typed Settings for the whole service, read from the environment and `.env`."""
 
+import json
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Self
 
@@ -90,6 +91,10 @@ class Settings(BaseSettings):
     @field_validator("BACKEND_CORS_ORIGINS", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().startswith("["):
+            value = json.loads(value)  # the JSON list form other templates use
+        if isinstance(value, list):
+            return [str(origin).strip().rstrip("/") for origin in value]
         if isinstance(value, str):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value

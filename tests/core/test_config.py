@@ -62,10 +62,13 @@ def test_database_url_gets_an_async_driver(given: str, expected: str) -> None:
     assert expected == Settings(_env_file=None, DATABASE_URL=given).DATABASE_URL
 
 
-def test_cors_origins_are_comma_separated_in_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    "value", ["http://a.example, https://b.example/", '["http://a.example", "https://b.example/"]']
+)
+def test_cors_origins_are_comma_separated_or_json_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
-    monkeypatch.setenv("BACKEND_CORS_ORIGINS", "http://a.example, https://b.example/")
+    monkeypatch.setenv("BACKEND_CORS_ORIGINS", value)
     assert Settings(_env_file=None).BACKEND_CORS_ORIGINS == [
         "http://a.example",
         "https://b.example",
