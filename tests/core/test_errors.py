@@ -55,11 +55,14 @@ async def test_validation_error_lists_fields_and_says_what_is_wrong(
     assert "body.password" in body["detail"]
 
 
-async def test_unexpected_error_is_a_500_problem_without_internals(settings: Settings) -> None:
+async def test_unexpected_error_is_a_500_problem_without_internals(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     app = create_app(settings)
 
     @app.get("/api/v1/boom")
     async def boom() -> Any:
+        password = "hunter2-in-a-local"  # noqa: F841 - must not reach the log
         raise RuntimeError("secret internals: /etc/passwd")
 
     transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
@@ -71,6 +74,11 @@ async def test_unexpected_error_is_a_500_problem_without_internals(settings: Set
     assert body["request_id"] == "trace-500"
     assert "secret" not in response.text
     assert "Traceback" not in response.text
+    logged = capsys.readouterr().out
+    assert "request.failed" in logged
+    assert "trace-500" in logged
+    assert "RuntimeError: secret internals" in logged
+    assert "hunter2-in-a-local" not in logged
 
 
 @pytest.fixture
