@@ -1,9 +1,13 @@
-"""Operations on users that need more than SQL: password hashing and the rules around it."""
+"""Operations on users that need more than SQL: password hashing and the rules around it.
+
+Every hash or verification runs with the database connection released (`release_connection`).
+"""
 
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import release_connection
 from app.core.security import Passwords
 from app.users import crud
 from app.users.errors import CannotChangeSelf, IncorrectPassword, PasswordUnchanged
@@ -13,10 +17,12 @@ from app.users.schemas import UserCreate, UserUpdate, UserUpdateMe
 
 async def create(session: AsyncSession, passwords: Passwords, *, user_in: UserCreate) -> User:
     """Create an account with a freshly hashed password."""
+    await release_connection(session)
+    hashed_password = await passwords.hash(user_in.password)
     return await crud.create(
         session,
         email=user_in.email,
-        hashed_password=await passwords.hash(user_in.password),
+        hashed_password=hashed_password,
         full_name=user_in.full_name,
         is_active=user_in.is_active,
         is_superuser=user_in.is_superuser,
@@ -32,6 +38,7 @@ async def authenticate(
     emails are registered. An outdated hash (bcrypt, weaker argon2) is replaced on success.
     """
     user = await crud.get_by_email(session, email)
+    await release_connection(session)
     if user is None:
         await passwords.waste_time(password)
         return None
@@ -62,6 +69,7 @@ async def update(
     ):
         raise CannotChangeSelf("Superusers may not deactivate or demote themselves")
     if "password" in changes:
+        await release_connection(session)
         changes["hashed_password"] = await passwords.hash(changes.pop("password"))
     return await crud.update(session, user, changes=changes)
 
@@ -74,6 +82,7 @@ async def change_password(
     current_password: str,
     new_password: str,
 ) -> None:
+    await release_connection(session)
     if not await passwords.verify(current_password, user.hashed_password):
         raise IncorrectPassword()
     if current_password == new_password:

@@ -10,6 +10,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from fastapi import FastAPI
 from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from app import features
 from app.core.config import Settings
 from app.core.db import Base
+from app.core.security import Passwords
 from app.main import create_app
 from app.users.bootstrap import create_first_superuser
 from app.users.models import User
@@ -90,20 +92,23 @@ async def test_datetimes_come_back_timezone_aware(session: AsyncSession) -> None
 
 
 @pytest.fixture
-async def committing_client(
-    settings: Settings, engine: AsyncEngine
-) -> AsyncIterator[httpx2.AsyncClient]:
-    """A client of an app with its own, production session factory: no test transaction, real
-    commits. Everything it creates belongs to users named `committed-*`, deleted afterwards."""
+async def committing_app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[FastAPI]:
+    """An app with its own, production session factory: no test transaction, real commits.
+    Everything it creates belongs to users named `committed-*`, deleted afterwards."""
     app = create_app(settings)
-    transport = httpx2.ASGITransport(app=app)
     try:
-        async with httpx2.AsyncClient(transport=transport, base_url="http://test/api/v1") as client:
-            yield client
+        yield app
     finally:
         async with engine.begin() as cleanup:
             await cleanup.execute(delete(User).where(User.email.startswith("committed-")))
         await app.state.engine.dispose()
+
+
+@pytest.fixture
+async def committing_client(committing_app: FastAPI) -> AsyncIterator[httpx2.AsyncClient]:
+    transport = httpx2.ASGITransport(app=committing_app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test/api/v1") as client:
+        yield client
 
 
 async def signup_and_login(client: httpx2.AsyncClient, email: str) -> dict[str, str]:
@@ -148,6 +153,36 @@ async def test_concurrent_writes_all_succeed(
     assert [r.status_code for r in responses] == [201] * 25
     listed = await committing_client.get("/items/", headers=headers)
     assert listed.json()["count"] == 25
+
+
+async def test_no_connection_is_held_while_a_password_is_hashed(
+    committing_app: FastAPI,
+    committing_client: httpx2.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # ~0.2 s of CPU per hash: holding a pooled connection (or SQLite's write lock) meanwhile
+    # would let a burst of logins starve every other request.
+    pool = committing_app.state.engine.pool
+    held: list[int] = []
+    original = Passwords._verify_and_update
+
+    def recording(self: Passwords, password: str, hashed: str) -> tuple[bool, str | None]:
+        held.append(pool.checkedout())
+        return original(self, password, hashed)
+
+    monkeypatch.setattr(Passwords, "_verify_and_update", recording)
+    email = f"committed-{uuid.uuid4().hex[:8]}@example.com"
+    headers = await signup_and_login(committing_client, email)
+    response = await committing_client.patch(
+        "/users/me/password",
+        headers=headers,
+        json={"current_password": "committed-1", "new_password": "committed-2"},
+    )
+    assert response.status_code == 200
+    assert (await login(committing_client, "nobody@example.com", "x" * 8)).status_code == 400
+
+    assert len(held) == 3  # login, password change, unknown email
+    assert held == [0, 0, 0]
 
 
 async def test_first_superuser_is_created_once(
