@@ -13,8 +13,9 @@ Why these numbers are not pass/fail in the test suite: they depend on the machin
 and its other load, the database server, and the client itself, which shares the CPUs with the
 server (at high concurrency httpx2 can be the bottleneck). A threshold that holds on one laptop
 fails on a busy CI runner, and one loose enough for both catches nothing. Compare two revisions
-on the same machine instead. The one hard failure is an error: any non-2xx answer under
-concurrency is a bug, and makes the exit status 1.
+on the same machine instead. The one hard failure is an error: a non-2xx answer under
+concurrency is a bug, and so is a scenario that cannot finish within its time limit (requests not
+sent are counted as errors); either makes the exit status 1.
 
     .venv/bin/python -m tests.benchmarks.run                      # fresh SQLite file, 2000 x 32
     .venv/bin/python -m tests.benchmarks.run --requests 500 --concurrency 8
@@ -34,9 +35,7 @@ import platform
 import random
 import shlex
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -48,20 +47,24 @@ from types import FrameType
 from typing import Any
 
 import httpx2
-from sqlalchemy import MetaData, text
-from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.engine import make_url
 
 from app.core.config import API_V1_PREFIX, Settings, normalize_database_url
+from tests.benchmarks.server import (
+    HOST,
+    BenchmarkError,
+    Server,
+    empty_database,
+    free_port,
+    migrate,
+    print_log_tail,
+    server_env,
+    start_server,
+    stop_server,
+    throwaway_url,
+    wait_until_healthy,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
-LOOPBACK_HOSTS = {None, "", "127.0.0.1", "localhost", "::1"}
-THROWAWAY_MARKERS = ("bench", "test")
-
-STARTUP_TIMEOUT = 30.0
-SHUTDOWN_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 30.0
 MAX_CONCURRENCY = 1024
 WARMUP_REQUESTS = 50
@@ -72,29 +75,8 @@ LOGIN_REQUESTS = 50
 LOGIN_CONCURRENCY = 4
 LOGIN_WARMUP = 4
 
-SUPERUSER_EMAIL = "bench-admin@example.com"
-SUPERUSER_PASSWORD = "bench-admin-password"
 USER_EMAIL = "bench-user@example.com"
 USER_PASSWORD = "bench-user-password"
-SECRET_KEY = "benchmark-only-secret-key-of-at-least-32-bytes"
-
-# Settings that change the cost of a request are pinned to the app's defaults, so neither the
-# caller's environment nor a `.env` file in the repository can skew the numbers.
-PINNED_SETTINGS = (
-    "DB_POOL_SIZE",
-    "DB_MAX_OVERFLOW",
-    "DB_ECHO",
-    "ARGON2_TIME_COST",
-    "ARGON2_MEMORY_COST",
-    "ARGON2_PARALLELISM",
-)
-
-
-Server = subprocess.Popen[bytes]
-
-
-class BenchmarkError(Exception):
-    """The benchmark could not run: bad arguments, database or server trouble."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +125,7 @@ class Result:
         return cuts[percent - 1] * 1000
 
 
-# --- arguments and database -------------------------------------------------------------------
+# --- arguments --------------------------------------------------------------------------------
 
 
 def _positive(limit: int) -> Callable[[str], int]:
@@ -188,157 +170,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def throwaway_url(raw: str) -> URL:
-    """The async-driver URL of `raw`, if it is safe to empty; BenchmarkError otherwise."""
-    url = make_url(normalize_database_url(raw))
-    shown = url.render_as_string(hide_password=True)
-    if url.get_backend_name() != "sqlite" and url.host not in LOOPBACK_HOSTS:
-        raise BenchmarkError(f"refusing {shown}: the benchmark only uses a database on this host")
-    name = Path(url.database or "").name
-    if not any(marker in name for marker in THROWAWAY_MARKERS):
-        raise BenchmarkError(
-            f"refusing to empty {shown}: its name must contain one of {THROWAWAY_MARKERS}"
-        )
-    return url
-
-
-def _drop_everything(connection: Connection) -> None:
-    # Leftovers of an interrupted run, or of the test suite, must not shape the schema.
-    stale = MetaData()
-    stale.reflect(connection)
-    stale.drop_all(connection)
-
-
-async def empty_database(url: URL) -> str:
-    """Drop every table of `url`; return the server's name and version."""
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_drop_everything)
-            if url.get_backend_name() == "sqlite":
-                version = await connection.scalar(text("SELECT sqlite_version()"))
-                return f"SQLite {version}"
-            version = await connection.scalar(text("SHOW server_version"))
-            return f"PostgreSQL {version}"
-    except OSError as error:
-        raise BenchmarkError(f"cannot reach the database: {error}") from error
-    except DBAPIError as error:
-        message = str(error.orig)
-        if f'database "{url.database}" does not exist' in message:
-            message += (
-                f"; create it with: psql -h {url.host or HOST} -U {url.username} "
-                f"-c 'CREATE DATABASE {url.database}'"
-            )
-        raise BenchmarkError(message) from error
-    finally:
-        await engine.dispose()
-
-
-def migrate(env: dict[str, str]) -> None:
-    command = [sys.executable, "-m", "alembic", "upgrade", "head"]
-    completed = subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
-        command, cwd=ROOT, env=env, capture_output=True, text=True, check=False
-    )
-    if completed.returncode != 0:
-        raise BenchmarkError(f"alembic upgrade head failed:\n{completed.stderr}{completed.stdout}")
-
-
-# --- server -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def server_env(database_url: URL) -> dict[str, str]:
-    env = dict(os.environ)
-    defaults = Settings.model_fields
-    env.update({name: str(defaults[name].default) for name in PINNED_SETTINGS})
-    env.update(
-        DATABASE_URL=database_url.render_as_string(hide_password=False),
-        ENVIRONMENT="local",
-        LOG_LEVEL="WARNING",
-        LOG_JSON="false",
-        SECRET_KEY=SECRET_KEY,
-        FIRST_SUPERUSER=SUPERUSER_EMAIL,
-        FIRST_SUPERUSER_PASSWORD=SUPERUSER_PASSWORD,
-        USERS_OPEN_REGISTRATION="true",
-        BACKEND_CORS_ORIGINS="",
-    )
-    return env
-
-
-def server_command(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "app.main:create_app",
-        "--factory",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-
-
-def start_server(port: int, env: dict[str, str], log_path: Path) -> Server:
-    with log_path.open("wb") as log:
-        # Its own session: a Ctrl-C reaches only us, and we stop the server in order.
-        return subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-            server_command(port),
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def stop_server(server: Server) -> None:
-    if server.poll() is not None:
-        return
-    server.terminate()
-    try:
-        server.wait(timeout=SHUTDOWN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-
-
-def log_tail(log_path: Path, lines: int = 40) -> str:
-    try:
-        text_lines = log_path.read_text(errors="replace").splitlines()
-    except OSError:
-        return ""
-    return "\n".join(text_lines[-lines:])
-
-
 # --- load -------------------------------------------------------------------------------------
-
-
-async def wait_until_healthy(client: httpx2.AsyncClient, server: Server) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + STARTUP_TIMEOUT
-    while loop.time() < deadline:
-        if server.poll() is not None:
-            raise BenchmarkError(f"the server exited with status {server.returncode}")
-        try:
-            response = await client.get("/utils/health-check/", timeout=2.0)
-        except httpx2.TransportError:
-            pass
-        else:
-            if response.status_code == 200:
-                return
-        await asyncio.sleep(0.1)
-    raise BenchmarkError(f"the server did not answer the health check within {STARTUP_TIMEOUT} s")
 
 
 def _expect(response: httpx2.Response, status: int, what: str) -> Any:
@@ -492,13 +324,14 @@ async def benchmark(
 # --- report -----------------------------------------------------------------------------------
 
 
-def invocation() -> str:
+def invocation(argv: list[str]) -> str:
+    """The command line that ran this benchmark, to paste again."""
     python = Path(sys.executable)
     try:
         shown = str(python.relative_to(Path.cwd()))
     except ValueError:
         shown = str(python)
-    return shlex.join([shown, "-m", "tests.benchmarks.run", *sys.argv[1:]])
+    return shlex.join([shown, "-m", "tests.benchmarks.run", *argv])
 
 
 def report(results: list[Result], warmups: list[Result], header: list[str]) -> str:
@@ -539,7 +372,7 @@ def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def run(args: argparse.Namespace, workdir: Path) -> int:
+def run(args: argparse.Namespace, argv: list[str], workdir: Path) -> int:
     if args.database_url:
         url = throwaway_url(args.database_url)
     else:
@@ -554,7 +387,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     try:
         results, warmups = asyncio.run(benchmark(port, server, args))
     except BenchmarkError:
-        print(f"server log (tail):\n{log_tail(log_path)}", file=sys.stderr)
+        print_log_tail(log_path)
         raise
     finally:
         stop_server(server)
@@ -563,7 +396,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     header = [
         f"database: {database} ({url.render_as_string(hide_password=True)}) | "
         f"Python {platform.python_version()} | CPUs: {os.cpu_count()} | "
-        f"command: {invocation()}",
+        f"command: {invocation(argv)}",
         f"server: 1 uvicorn worker on {HOST}:{port}; argon2id "
         f"t={defaults['ARGON2_TIME_COST'].default} m={defaults['ARGON2_MEMORY_COST'].default} "
         f"p={defaults['ARGON2_PARALLELISM'].default}; warm-up {WARMUP_REQUESTS} requests "
@@ -571,17 +404,18 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     ]
     print(report(results, warmups, header))
     if any(result.errors for result in [*results, *warmups]):
-        print(f"server log (tail):\n{log_tail(log_path)}", file=sys.stderr)
+        print_log_tail(log_path)
         return 1
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-            return run(args, Path(workdir))
+            return run(args, argv, Path(workdir))
     except BenchmarkError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         return 2
