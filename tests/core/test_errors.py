@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from sqlalchemy import exc as sa_exc
 
 from app.core.config import Settings
 from app.main import create_app
@@ -106,5 +107,30 @@ async def test_any_request_is_a_retryable_503_when_the_database_is_unreachable(
     unreachable_database_client: httpx2.AsyncClient, user_headers: dict[str, str]
 ) -> None:
     response = await unreachable_database_client.get("/items/", headers=user_headers)
+    assert_problem(response, 503, type_="urn:problem:database-unavailable")
+    assert response.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(sa_exc.TimeoutError("QueuePool limit reached"), id="pool-timeout"),
+        pytest.param(
+            sa_exc.OperationalError("SELECT 1", {}, Exception("database is locked")), id="locked"
+        ),
+    ],
+)
+async def test_database_congestion_is_a_retryable_503(settings: Settings, error: Exception) -> None:
+    app = create_app(settings)
+
+    @app.get("/api/v1/congested")
+    async def congested() -> Any:
+        raise error
+
+    transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/api/v1/congested")
+    await app.state.engine.dispose()
+
     assert_problem(response, 503, type_="urn:problem:database-unavailable")
     assert response.headers["retry-after"] == "1"
