@@ -13,6 +13,7 @@ from app.auth.deps import get_current_user
 from app.core.config import API_V1_PREFIX, DEV_SECRET_KEY, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers, problem_responses
+from app.core.limits import BodySizeLimitMiddleware
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
 from app.users.bootstrap import create_first_superuser
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=[REQUEST_ID_HEADER],
         )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     # Added last, so it is outermost: CORS preflights get an id and a log line too.
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)

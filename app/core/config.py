@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     DB_ECHO: bool = False
     """Log every SQL statement (development only)."""
 
+    MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
+    """Larger request bodies are refused with 413 before they are read into memory."""
+
     BACKEND_CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     """Origins allowed by CORS, comma-separated (e.g. `http://localhost:5173,https://app.example.com`)."""
 
