@@ -1,6 +1,5 @@
 """Domain errors and their one HTTP rendering: problem details (RFC 9457)."""
 
-import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -13,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import compile_path
+from starlette.routing import Match
 
 log = structlog.get_logger(__name__)
 
@@ -173,20 +172,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(request, status=status, detail=detail, headers=headers)
 
 
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
 def _allowed_methods(request: Request) -> list[str]:
-    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
-        request.app.state, "allowed_methods", None
-    )
-    if table is None:
-        table = [
-            (compile_path(path)[0], sorted(method.upper() for method in operations))
-            for path, operations in request.app.openapi().get("paths", {}).items()
-        ]
-        request.app.state.allowed_methods = table
-    for pattern, methods in table:
-        if pattern.match(request.scope["path"]):
-            return methods
-    return []
+    """The methods some route of the app answers at this request's path."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

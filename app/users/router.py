@@ -81,13 +81,13 @@ async def create_user(
     return await service.create(session, passwords, user_in=user_in)
 
 
-@router.get("/{user_id}", response_model=UserRead, responses=problem_responses(404))
+@router.get("/{user_id:uuid}", response_model=UserRead, responses=problem_responses(404))
 async def read_user(user: VisibleUser) -> User:
     """Anyone may read themself; only a superuser may read others."""
     return user
 
 
-@router.patch("/{user_id}", response_model=UserRead, responses=problem_responses(404, 409))
+@router.patch("/{user_id:uuid}", response_model=UserRead, responses=problem_responses(404, 409))
 async def update_user(
     user_in: UserUpdate,
     target: ManagedUser,
@@ -98,7 +98,7 @@ async def update_user(
     return await service.update(session, passwords, target, user_in=user_in, acting_user=superuser)
 
 
-@router.delete("/{user_id}", response_model=Message, responses=problem_responses(404))
+@router.delete("/{user_id:uuid}", response_model=Message, responses=problem_responses(404))
 async def delete_user(target: ManagedUser, superuser: SuperUser, session: SessionDep) -> Message:
     await service.delete(session, target, acting_user=superuser)
     return Message(message="User deleted successfully")

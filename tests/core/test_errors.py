@@ -32,7 +32,16 @@ async def test_405_lists_every_method_of_the_path(
     # The path's methods live on three routes; Starlette alone would name only the first.
     response = await client.post(f"/users/{uuid.uuid4()}", headers=superuser_headers)
     assert_problem(response, 405)
-    assert response.headers["allow"] == "DELETE, GET, PATCH"
+    assert response.headers["allow"] == "GET, PATCH, DELETE"
+
+
+async def test_a_literal_path_is_not_taken_for_an_id(
+    client: httpx2.AsyncClient, superuser_headers: dict[str, str]
+) -> None:
+    # /users/{user_id} only matches UUIDs, so /users/signup stays the signup route: 405, not 422.
+    response = await client.patch("/users/signup", headers=superuser_headers, json={})
+    assert_problem(response, 405)
+    assert response.headers["allow"] == "POST"
 
 
 async def test_openapi_documents_errors_as_problems(client: httpx2.AsyncClient) -> None:

@@ -240,10 +240,11 @@ async def test_delete_own_item(
     assert_problem(await client.get(f"/items/{item.id}", headers=user_headers), 404)
 
 
-async def test_malformed_item_id_is_422(
+async def test_malformed_item_id_is_404(
     client: httpx2.AsyncClient, user_headers: dict[str, str]
 ) -> None:
-    assert_problem(await client.get("/items/42", headers=user_headers), 422)
+    # Ids are UUIDs; anything else names no item, like an id that does not exist.
+    assert_problem(await client.get("/items/42", headers=user_headers), 404)
 
 
 # --- the permission matrix ----------------------------------------------------------------

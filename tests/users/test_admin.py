@@ -139,10 +139,10 @@ async def test_superuser_reads_anyone_and_gets_404_for_nobody(
 
 
 @pytest.mark.parametrize("bad_id", ["not-a-uuid", "1", "9" * 400])
-async def test_malformed_user_id_is_422(
+async def test_malformed_user_id_is_404(
     client: httpx2.AsyncClient, superuser_headers: dict[str, str], bad_id: str
 ) -> None:
-    assert_problem(await client.get(f"/users/{bad_id}", headers=superuser_headers), 422)
+    assert_problem(await client.get(f"/users/{bad_id}", headers=superuser_headers), 404)
 
 
 # --- update -------------------------------------------------------------------------------
