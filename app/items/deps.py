@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Path
 
 from app.auth.deps import CurrentUser
 from app.core.deps import SessionDep
@@ -9,8 +9,11 @@ from app.items import crud
 from app.items.errors import ItemNotFound
 from app.items.models import Item
 
+# The full-stack template names this path parameter `id`; clients generated from it pass `id`.
+ItemId = Annotated[uuid.UUID, Path(alias="id")]
 
-async def get_owned_item(item_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Item:
+
+async def get_owned_item(item_id: ItemId, user: CurrentUser, session: SessionDep) -> Item:
     """The item, for its owner or a superuser.
 
     Someone else's item is a 404 like a missing one, so ids do not reveal what exists.

@@ -35,22 +35,22 @@ async def create_item(item_in: ItemCreate, user: CurrentUser, session: SessionDe
     )
 
 
-@router.get("/{item_id:uuid}", response_model=ItemRead, responses=NOT_FOUND)
+@router.get("/{id:uuid}", response_model=ItemRead, responses=NOT_FOUND)
 async def read_item(item: OwnedItem) -> Item:
     return item
 
 
-@router.put("/{item_id:uuid}", response_model=ItemRead, responses=NOT_FOUND)
-async def replace_item(item_in: ItemReplace, item: OwnedItem, session: SessionDep) -> Item:
+@router.put("/{id:uuid}", response_model=ItemRead, responses=NOT_FOUND)
+async def update_item(item_in: ItemReplace, item: OwnedItem, session: SessionDep) -> Item:
     return await crud.update(session, item, changes=item_in.model_dump())
 
 
-@router.patch("/{item_id:uuid}", response_model=ItemRead, responses=NOT_FOUND)
-async def update_item(item_in: ItemUpdate, item: OwnedItem, session: SessionDep) -> Item:
+@router.patch("/{id:uuid}", response_model=ItemRead, responses=NOT_FOUND)
+async def patch_item(item_in: ItemUpdate, item: OwnedItem, session: SessionDep) -> Item:
     return await crud.update(session, item, changes=item_in.model_dump(exclude_unset=True))
 
 
-@router.delete("/{item_id:uuid}", response_model=Message, responses=NOT_FOUND)
+@router.delete("/{id:uuid}", response_model=Message, responses=NOT_FOUND)
 async def delete_item(item: OwnedItem, session: SessionDep) -> Message:
     await crud.delete(session, item)
     return Message(message="Item deleted successfully")

@@ -82,7 +82,7 @@ async def create_user(
 
 
 @router.get("/{user_id:uuid}", response_model=UserRead, responses=problem_responses(404))
-async def read_user(user: VisibleUser) -> User:
+async def read_user_by_id(user: VisibleUser) -> User:
     """Anyone may read themself; only a superuser may read others."""
     return user
 

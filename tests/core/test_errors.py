@@ -44,9 +44,22 @@ async def test_a_literal_path_is_not_taken_for_an_id(
     assert response.headers["allow"] == "POST"
 
 
+async def test_openapi_operation_ids_follow_the_template(client: httpx2.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    ids = {op["operationId"] for path in spec["paths"].values() for op in path.values()}
+    assert {
+        "login-login_access_token",
+        "users-read_user_by_id",
+        "users-update_password_me",
+        "items-read_items",
+        "items-update_item",
+        "utils-health_check",
+    } <= ids
+
+
 async def test_openapi_documents_errors_as_problems(client: httpx2.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
-    operation = spec["paths"]["/api/v1/items/{item_id}"]["get"]
+    operation = spec["paths"]["/api/v1/items/{id}"]["get"]
     for status in ("401", "403", "404", "422"):
         assert list(operation["responses"][status]["content"]) == ["application/problem+json"]
     patch_schema = spec["components"]["schemas"]["ItemUpdate"]["properties"]["title"]
