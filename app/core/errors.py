@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -217,6 +217,18 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value validation let through (out of range, bad encoding).
+    log.warning("db.data_error", error=str(getattr(exc, "orig", exc)))
+    return problem(
+        request,
+        status=422,
+        detail="A value in the request cannot be stored by the database",
+        type_="urn:problem:unstorable-value",
+        title="Unprocessable Content",
+    )
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # Connection lost, lock or pool timeout, schema not migrated: it may succeed later.
     log.error("db.unavailable", error=str(getattr(exc, "orig", exc)))
@@ -243,6 +255,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(PoolTimeoutError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -5,6 +5,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
+# PostgreSQL text cannot hold NUL, SQLite can: stored strings refuse it at the edge, on every
+# backend alike, and the published schema says so (found by `make contract` on PostgreSQL).
+NO_NUL = r"^[^\x00]*$"
+
 
 class RequestBody(BaseModel):
     """Unknown fields are rejected (422), so a client that sends `is_superuser` where it is not

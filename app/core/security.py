@@ -63,7 +63,8 @@ class Passwords:
                 valid = self._hash.verify(password.encode()[:_BCRYPT_MAX_BYTES], hashed)
                 return valid, self._hash.hash(password) if valid else None
             return self._hash.verify_and_update(password, hashed)
-        except UnknownHashError:
+        except (UnknownHashError, ValueError):
+            # An unrecognised stored hash, or a password bcrypt refuses (it holds NUL).
             return False, None
 
     async def verify_and_update(self, password: str, hashed: str) -> tuple[bool, str | None]:

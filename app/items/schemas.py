@@ -6,10 +6,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from app.core.schemas import RequestBody, omittable
+from app.core.schemas import NO_NUL, RequestBody, omittable
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
-Description = Annotated[str, StringConstraints(max_length=255)]
+# Checked as sent, not trimmed first: trimming made the app accept 256 characters and refuse
+# "   " against its own published schema (found by `make contract`).
+Title = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NO_NUL)]
+Description = Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)]
 
 
 class ItemCreate(RequestBody):

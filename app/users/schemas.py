@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictBool
 
-from app.core.schemas import RequestBody, omittable
+from app.core.schemas import NO_NUL, RequestBody, omittable
 
 # email-validator caps the length at 254 characters and rejects special-use domains (.test,
 # .localhost, .invalid ...) that can never receive mail. Stored lower-cased.
@@ -16,7 +16,7 @@ Email = Annotated[
     Field(description="An address that can receive mail; compared case-insensitively"),
 ]
 Password = Annotated[str, Field(min_length=8, max_length=128)]
-FullName = Annotated[str, Field(max_length=255)]
+FullName = Annotated[str, Field(max_length=255, pattern=NO_NUL)]
 
 
 class UserRegister(RequestBody):

@@ -37,7 +37,8 @@ async def authenticate(
     Unknown emails cost one password verification too, so response time does not reveal which
     emails are registered. An outdated hash (bcrypt, weaker argon2) is replaced on success.
     """
-    user = await crud.get_by_email(session, email)
+    # No address holds NUL, and PostgreSQL refuses it in a query parameter.
+    user = None if "\x00" in email else await crud.get_by_email(session, email)
     await release_connection(session)
     if user is None:
         await passwords.waste_time(password)

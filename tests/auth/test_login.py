@@ -128,3 +128,17 @@ async def test_a_corrupt_stored_hash_fails_the_login_instead_of_crashing(
 ) -> None:
     broken = await UserFactory.persist(session, hashed_password="not-a-known-hash-format")
     assert_problem(await login(client, broken.email, "anything-at-all"), 400)
+
+
+async def test_nul_in_the_login_form_is_a_failed_login(client: httpx2.AsyncClient) -> None:
+    assert_problem(await login(client, "a\x00@example.com", "pass\x00word"), 400)
+
+
+async def test_nul_in_a_password_against_a_bcrypt_hash_is_a_failed_login(
+    client: httpx2.AsyncClient, session: AsyncSession
+) -> None:
+    import bcrypt
+
+    legacy_hash = bcrypt.hashpw(b"legacy-password", bcrypt.gensalt(rounds=4)).decode()
+    legacy = await UserFactory.persist(session, hashed_password=legacy_hash)
+    assert_problem(await login(client, legacy.email, "legacy\x00password"), 400)

@@ -156,3 +156,18 @@ async def test_database_congestion_is_a_retryable_503(settings: Settings, error:
 
     assert_problem(response, 503, type_="urn:problem:database-unavailable")
     assert response.headers["retry-after"] == "1"
+
+
+async def test_a_value_the_database_refuses_is_a_422(settings: Settings) -> None:
+    app = create_app(settings)
+
+    @app.get("/api/v1/unstorable")
+    async def unstorable() -> Any:
+        raise sa_exc.DataError("INSERT", {}, Exception("value out of range"))
+
+    transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/api/v1/unstorable")
+    await app.state.engine.dispose()
+
+    assert_problem(response, 422, type_="urn:problem:unstorable-value")

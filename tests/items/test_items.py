@@ -35,7 +35,7 @@ async def test_create_item_belongs_to_the_caller(
     client: httpx2.AsyncClient, user: User, user_headers: dict[str, str], session: AsyncSession
 ) -> None:
     response = await client.post(
-        "/items/", headers=user_headers, json={"title": "  Groceries ", "description": "milk"}
+        "/items/", headers=user_headers, json={"title": "Groceries", "description": "milk"}
     )
 
     assert response.status_code == 201
@@ -53,8 +53,8 @@ async def test_create_item_belongs_to_the_caller(
     [
         ({}, "title"),
         ({"title": ""}, "title"),
-        ({"title": "   "}, "title"),
         ({"title": "x" * 256}, "title"),
+        ({"title": " " + "x" * 255}, "title"),
         ({"title": None}, "title"),
         ({"title": "ok", "description": "x" * 256}, "description"),
         ({"title": "ok", "owner_id": str(uuid.uuid4())}, "owner_id"),
@@ -321,3 +321,13 @@ async def test_who_may_list_and_create(
     else:
         assert listed.status_code == 200
         assert created.status_code == 201
+
+
+@pytest.mark.parametrize("field", ["title", "description"])
+async def test_nul_characters_are_refused_on_every_database(
+    client: httpx2.AsyncClient, user_headers: dict[str, str], field: str
+) -> None:
+    # PostgreSQL cannot store NUL in text (a 500 before); SQLite could: both now say 422.
+    payload = {"title": "ok", field: "a\x00b"}
+    body = assert_problem(await client.post("/items/", headers=user_headers, json=payload), 422)
+    assert body["errors"][0]["loc"] == ["body", field]

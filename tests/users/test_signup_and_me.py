@@ -275,3 +275,10 @@ async def test_factory_users_can_log_in(client: httpx2.AsyncClient, session: Asy
     # Guards the fixtures themselves: the factory's hash must match the app's hashing.
     created = await UserFactory.persist(session, password="factory-pass")
     assert (await login(client, created.email, "factory-pass")).status_code == 200
+
+
+async def test_nul_in_the_name_is_refused(
+    client: httpx2.AsyncClient, user_headers: dict[str, str]
+) -> None:
+    response = await client.patch("/users/me", headers=user_headers, json={"full_name": "a\x00"})
+    assert_problem(response, 422)
