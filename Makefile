@@ -14,7 +14,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev migrate test test-postgres lint format bench clean
+.PHONY: help install dev migrate test test-postgres contract lint format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ test: install ## Run the test suite (SQLite; TEST_DATABASE_URL picks another dat
 
 test-postgres: install ## Run the test suite on PostgreSQL (TEST_POSTGRES_URL)
 	TEST_DATABASE_URL=$(TEST_POSTGRES_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+contract: install ## Fuzz a real server against its OpenAPI schema (schemathesis; CONTRACT_DATABASE_URL)
+	$(BIN)/python -m tests.contract.run $(if $(CONTRACT_DATABASE_URL),--database-url $(CONTRACT_DATABASE_URL))
 
 lint: install ## ruff, ruff format --check, mypy --strict, import-linter, hadolint
 	$(BIN)/ruff check .

@@ -1,0 +1,1 @@
+"""Contract run: schemathesis against the real server (see run.py). Not collected by pytest."""

@@ -1,0 +1,60 @@
+"""Schemathesis hooks of the contract run, imported by schemathesis (`hooks` in schemathesis.toml).
+
+1. Emails. `format: email` in the schema admits any syntactically valid address, and schemathesis
+   draws some at special-use domains (`x@a.test`, ...). The app rejects those on purpose, with a
+   422 (README: "reserved domains such as `.test` and `.localhost` are rejected"), so the
+   `positive_data_acceptance` check would report a documented decision. Positive emails are drawn
+   from the example.com/.org/.net domains instead (RFC 2606: reserved for documentation, yet not
+   special-use, so they are valid addresses). Negative data is untouched: schemathesis builds
+   invalid emails by other means.
+
+2. The superuser's own password. Its token is the run's credential, and `PATCH /users/{user_id}`
+   on its own id with a `password` would change its password and so revoke that token: every
+   later request would be a 401. Such a request is sent without the `password` field (schemathesis
+   re-checks the case afterwards, so its positive/negative label stays right). `PATCH
+   /users/me/password` and `DELETE /users/me` are sent as throwaway users instead; see
+   schemathesis.toml.
+"""
+
+import os
+import string
+from typing import Any
+
+import schemathesis
+from hypothesis import strategies as st
+
+# Set by run.py for the run whose credential is the superuser's token.
+SUPERUSER_ID_VARIABLE = "CONTRACT_SUPERUSER_ID"
+
+EMAIL_DOMAINS = ("example.com", "example.org", "example.net")
+# Every character an unquoted (dot-atom) local part may carry: what trips naive parsers.
+_LOCAL_PART = string.ascii_lowercase + string.digits + "!#$%&'*+-/=?^_`{|}~"
+_LABEL = string.ascii_lowercase + string.digits
+
+
+def email_addresses() -> st.SearchStrategy[str]:
+    """`local@label.example.com` and the like: valid, and deliverable in form."""
+    return st.builds(
+        "{}@{}.{}".format,
+        st.text(alphabet=_LOCAL_PART, min_size=1, max_size=10),
+        st.text(alphabet=_LABEL, min_size=1, max_size=8),
+        st.sampled_from(EMAIL_DOMAINS),
+    )
+
+
+schemathesis.openapi.format("email", email_addresses())
+
+
+@schemathesis.hook
+def before_call(
+    context: schemathesis.HookContext, case: schemathesis.Case[Any], kwargs: dict[str, Any]
+) -> None:
+    superuser_id = os.environ.get(SUPERUSER_ID_VARIABLE)
+    if (
+        superuser_id
+        and case.method.upper() == "PATCH"
+        and case.operation.path.endswith("/users/{user_id}")
+        and str((case.path_parameters or {}).get("user_id", "")).lower() == superuser_id
+        and isinstance(case.body, dict)
+    ):
+        case.body.pop("password", None)
