@@ -1,6 +1,6 @@
 """Domain errors and their one HTTP rendering: problem details (RFC 9457)."""
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -106,11 +106,19 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these error statuses, as problem+json."""
     return {
         status: {
-            "description": HTTPStatus(status).phrase,
+            "description": _title(status),
             "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
         }
         for status in statuses
     }
+
+
+# RFC 9110's names, where Python 3.11's HTTPStatus still has the older ones.
+_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
+
+
+def _title(status: int) -> str:
+    return _TITLES.get(status) or HTTPStatus(status).phrase
 
 
 def request_id_of(request: Request) -> str | None:
@@ -130,7 +138,7 @@ def problem(
     request_id = request_id_of(request)
     body = {
         "type": type_,
-        "title": title or HTTPStatus(status).phrase,
+        "title": title or _title(status),
         "status": status,
         "detail": detail,
         "instance": request.url.path,
@@ -201,44 +209,61 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         status=422,
         detail=f"The request is invalid: {summary}",
         type_="urn:problem:validation-error",
-        title="Unprocessable Content",
         errors=errors,
     )
 
 
-async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+def _database_error(
+    *, status: int, code: str, detail: str, event: str, headers: dict[str, str] | None = None
+) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """A handler for a SQLAlchemy error that reaches the edge: logged with the driver's message
+    (never shown to the client), answered with a problem."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        log.warning(event, error=str(getattr(exc, "orig", exc)))
+        return problem(
+            request, status=status, detail=detail, type_=f"urn:problem:{code}", headers=headers
+        )
+
+    return handle
+
+
+_DATABASE_ERRORS: list[tuple[type[Exception], Callable[[Request, Exception], Awaitable[Any]]]] = [
     # A unique or foreign-key constraint caught a race the feature's own check missed.
-    log.warning("db.integrity_error", error=str(getattr(exc, "orig", exc)))
-    return problem(
-        request,
-        status=409,
-        detail="The request conflicts with the current state of the data; retry or change it",
-        type_="urn:problem:conflict",
-    )
-
-
-async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    (
+        IntegrityError,
+        _database_error(
+            status=409,
+            code="conflict",
+            detail="The request conflicts with the current state of the data; retry or change it",
+            event="db.integrity_error",
+        ),
+    ),
     # The database refused a value validation let through (out of range, bad encoding).
-    log.warning("db.data_error", error=str(getattr(exc, "orig", exc)))
-    return problem(
-        request,
-        status=422,
-        detail="A value in the request cannot be stored by the database",
-        type_="urn:problem:unstorable-value",
-        title="Unprocessable Content",
-    )
-
-
-async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    (
+        DataError,
+        _database_error(
+            status=422,
+            code="unstorable-value",
+            detail="A value in the request cannot be stored by the database",
+            event="db.data_error",
+        ),
+    ),
     # Connection lost, lock or pool timeout, schema not migrated: it may succeed later.
-    log.error("db.unavailable", error=str(getattr(exc, "orig", exc)))
-    return problem(
-        request,
-        status=503,
-        detail="The database is unavailable; retry later",
-        type_="urn:problem:database-unavailable",
-        headers={"Retry-After": "1"},
-    )
+    *(
+        (
+            error,
+            _database_error(
+                status=503,
+                code="database-unavailable",
+                detail="The database is unavailable; retry later",
+                event="db.unavailable",
+                headers={"Retry-After": "1"},
+            ),
+        )
+        for error in (OperationalError, PoolTimeoutError)
+    ),
+]
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -254,8 +279,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(IntegrityError, _integrity_error)
-    app.add_exception_handler(DataError, _data_error)
-    app.add_exception_handler(OperationalError, _database_unavailable)
-    app.add_exception_handler(PoolTimeoutError, _database_unavailable)
+    for error, handler in _DATABASE_ERRORS:
+        app.add_exception_handler(error, handler)
     app.add_exception_handler(Exception, _unexpected_error)

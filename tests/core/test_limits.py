@@ -17,6 +17,7 @@ async def test_a_declared_oversize_body_is_413(
         "/users/signup", content=body, headers={"content-type": "application/json"}
     )
     problem = assert_problem(response, 413)
+    assert problem["title"] == "Content Too Large"
     assert str(settings.MAX_REQUEST_BODY_BYTES) in problem["detail"]
 
 
