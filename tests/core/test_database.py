@@ -23,7 +23,7 @@ from app.main import create_app
 from app.users.bootstrap import create_first_superuser
 from app.users.models import User
 from tests.conftest import alembic_config
-from tests.helpers import assert_problem, login
+from tests.helpers import assert_problem, change_password, login
 from tests.users.factories import UserFactory
 
 pytestmark = pytest.mark.anyio
@@ -166,18 +166,16 @@ async def test_no_connection_is_held_while_a_password_is_hashed(
     held: list[int] = []
     original = Passwords._verify_and_update
 
-    def recording(self: Passwords, password: str, hashed: str) -> tuple[bool, str | None]:
+    def recording(
+        self: Passwords, password: str, hashed: str, **options: bool
+    ) -> tuple[bool, str | None]:
         held.append(pool.checkedout())
-        return original(self, password, hashed)
+        return original(self, password, hashed, **options)
 
     monkeypatch.setattr(Passwords, "_verify_and_update", recording)
     email = f"committed-{uuid.uuid4().hex[:8]}@example.com"
     headers = await signup_and_login(committing_client, email)
-    response = await committing_client.patch(
-        "/users/me/password",
-        headers=headers,
-        json={"current_password": "committed-1", "new_password": "committed-2"},
-    )
+    response = await change_password(committing_client, headers, "committed-1", "committed-2")
     assert response.status_code == 200
     assert (await login(committing_client, "nobody@example.com", "x" * 8)).status_code == 400
 
