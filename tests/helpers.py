@@ -30,3 +30,13 @@ def assert_unauthorized(response: httpx2.Response) -> Any:
 async def login(client: httpx2.AsyncClient, email: str, password: str) -> httpx2.Response:
     """The OAuth2 password grant, as a client sends it."""
     return await client.post("/login/access-token", data={"username": email, "password": password})
+
+
+async def change_password(
+    client: httpx2.AsyncClient, headers: dict[str, str], current: str, new: str
+) -> httpx2.Response:
+    return await client.patch(
+        "/users/me/password",
+        headers=headers,
+        json={"current_password": current, "new_password": new},
+    )

@@ -16,7 +16,7 @@ from app.core.config import Settings
 from app.core.security import credential_fingerprint
 from app.users.models import User
 from tests.conftest import TEST_SECRET, auth_headers
-from tests.helpers import assert_problem, assert_unauthorized, login
+from tests.helpers import assert_problem, assert_unauthorized, change_password, login
 from tests.users.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.anyio
@@ -140,11 +140,7 @@ async def test_token_of_a_deactivated_user_is_forbidden(
 async def test_changing_the_password_ends_existing_sessions(
     client: httpx2.AsyncClient, user: User, user_headers: dict[str, str]
 ) -> None:
-    response = await client.patch(
-        "/users/me/password",
-        headers=user_headers,
-        json={"current_password": DEFAULT_PASSWORD, "new_password": "fresh-password-1"},
-    )
+    response = await change_password(client, user_headers, DEFAULT_PASSWORD, "fresh-password-1")
     assert response.status_code == 200
 
     assert_unauthorized(await client.get("/users/me", headers=user_headers))

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.items.models import Item
 from app.users.models import User
-from tests.helpers import assert_problem, assert_unauthorized, login
+from tests.helpers import assert_problem, assert_unauthorized, change_password, login
 from tests.items.factories import ItemFactory
 from tests.users.factories import DEFAULT_PASSWORD, UserFactory
 
@@ -189,11 +189,7 @@ async def test_update_me_cannot_touch_privileged_fields(
 async def test_change_password(
     client: httpx2.AsyncClient, user: User, user_headers: dict[str, str]
 ) -> None:
-    response = await client.patch(
-        "/users/me/password",
-        headers=user_headers,
-        json={"current_password": DEFAULT_PASSWORD, "new_password": "brand-new-pass"},
-    )
+    response = await change_password(client, user_headers, DEFAULT_PASSWORD, "brand-new-pass")
 
     assert response.status_code == 200
     assert response.json() == {"message": "Password updated successfully"}
@@ -204,11 +200,7 @@ async def test_change_password(
 async def test_change_password_with_wrong_current_is_400(
     client: httpx2.AsyncClient, user: User, user_headers: dict[str, str]
 ) -> None:
-    response = await client.patch(
-        "/users/me/password",
-        headers=user_headers,
-        json={"current_password": "wrong-password", "new_password": "brand-new-pass"},
-    )
+    response = await change_password(client, user_headers, "wrong-password", "brand-new-pass")
     assert_problem(response, 400, type_="urn:problem:incorrect-password")
     assert (await login(client, user.email, DEFAULT_PASSWORD)).status_code == 200
 
@@ -216,22 +208,14 @@ async def test_change_password_with_wrong_current_is_400(
 async def test_change_password_to_the_same_is_400(
     client: httpx2.AsyncClient, user_headers: dict[str, str]
 ) -> None:
-    response = await client.patch(
-        "/users/me/password",
-        headers=user_headers,
-        json={"current_password": DEFAULT_PASSWORD, "new_password": DEFAULT_PASSWORD},
-    )
+    response = await change_password(client, user_headers, DEFAULT_PASSWORD, DEFAULT_PASSWORD)
     assert_problem(response, 400, type_="urn:problem:password-unchanged")
 
 
 async def test_change_password_validates_the_new_one(
     client: httpx2.AsyncClient, user_headers: dict[str, str]
 ) -> None:
-    response = await client.patch(
-        "/users/me/password",
-        headers=user_headers,
-        json={"current_password": DEFAULT_PASSWORD, "new_password": "short"},
-    )
+    response = await change_password(client, user_headers, DEFAULT_PASSWORD, "short")
     body = assert_problem(response, 422)
     assert body["errors"][0]["loc"] == ["body", "new_password"]
 
