@@ -34,34 +34,30 @@ import os
 import platform
 import random
 import shlex
-import signal
 import statistics
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
-from types import FrameType
 from typing import Any
 
 import httpx2
-from sqlalchemy.engine import make_url
 
-from app.core.config import API_V1_PREFIX, Settings, normalize_database_url
+from app.core.config import API_V1_PREFIX, Settings
 from tests.benchmarks.server import (
     HOST,
     BenchmarkError,
     Server,
-    empty_database,
     free_port,
     migrate,
     print_log_tail,
+    run_in_workdir,
     server_env,
     start_server,
     stop_server,
-    throwaway_url,
+    throwaway_database,
     wait_until_healthy,
 )
 
@@ -368,16 +364,8 @@ def report(results: list[Result], warmups: list[Result], header: list[str]) -> s
 # --- main -------------------------------------------------------------------------------------
 
 
-def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
 def run(args: argparse.Namespace, argv: list[str], workdir: Path) -> int:
-    if args.database_url:
-        url = throwaway_url(args.database_url)
-    else:
-        url = make_url(normalize_database_url(f"sqlite:///{workdir / 'bench.db'}"))
-    database = asyncio.run(empty_database(url))
+    url, database = throwaway_database(args.database_url, workdir, "bench")
     env = server_env(url)
     migrate(env)
 
@@ -412,16 +400,7 @@ def run(args: argparse.Namespace, argv: list[str], workdir: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-            return run(args, argv, Path(workdir))
-    except BenchmarkError as error:
-        print(f"benchmark failed: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the server was stopped", file=sys.stderr)
-        return 130
+    return run_in_workdir("bench", lambda workdir: run(args, argv, workdir))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,14 @@ to the app's defaults; started, waited for until its health check answers, and s
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import httpx2
 from sqlalchemy import MetaData, text
@@ -205,3 +209,33 @@ async def wait_until_healthy(client: httpx2.AsyncClient, server: Server) -> None
                 return
         await asyncio.sleep(0.1)
     raise BenchmarkError(f"the server did not answer the health check within {STARTUP_TIMEOUT} s")
+
+
+def throwaway_database(database_url: str | None, workdir: Path, name: str) -> tuple[URL, str]:
+    """The database to run against, emptied: `database_url` (checked by throwaway_url) or a
+    fresh SQLite file in `workdir`. Returns its URL and a description of the server."""
+    if database_url:
+        url = throwaway_url(database_url)
+    else:
+        url = make_url(normalize_database_url(f"sqlite:///{workdir / name}.db"))
+    return url, asyncio.run(empty_database(url))
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_in_workdir(name: str, run: Callable[[Path], int]) -> int:
+    """Run `run` in a temporary directory and turn its ends into exit statuses: its own, 2 when
+    it could not be set up, 130 on Ctrl-C, 128+15 on SIGTERM. The server is stopped by `run`'s
+    own `finally`, which SIGTERM reaches as SystemExit."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"{name}-") as workdir:
+            return run(Path(workdir))
+    except BenchmarkError as error:
+        print(f"{name} failed: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the server was stopped", file=sys.stderr)
+        return 130

@@ -45,20 +45,16 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
-from types import FrameType
 
 import httpx2
-from sqlalchemy.engine import URL, make_url
 
-from app.core.config import API_V1_PREFIX, normalize_database_url
+from app.core.config import API_V1_PREFIX
 from tests.benchmarks.server import (
     HOST,
     ROOT,
@@ -66,14 +62,14 @@ from tests.benchmarks.server import (
     SUPERUSER_PASSWORD,
     BenchmarkError,
     Server,
-    empty_database,
     free_port,
     migrate,
     print_log_tail,
+    run_in_workdir,
     server_env,
     start_server,
     stop_server,
-    throwaway_url,
+    throwaway_database,
     wait_until_healthy,
 )
 from tests.contract.hooks import SUPERUSER_ID_VARIABLE
@@ -343,16 +339,9 @@ def section(title: str) -> None:
 # --- main -------------------------------------------------------------------------------------
 
 
-def database_url(args: argparse.Namespace, workdir: Path) -> URL:
-    if args.database_url:
-        return throwaway_url(args.database_url)
-    return make_url(normalize_database_url(f"sqlite:///{workdir / 'contract-test.db'}"))
-
-
 def run(args: argparse.Namespace, workdir: Path) -> int:
     started = perf_counter()
-    url = database_url(args, workdir)
-    database = asyncio.run(empty_database(url))
+    url, database = throwaway_database(args.database_url, workdir, "contract-test")
     env = server_env(url)
     # Cheap password hashing, as in the test suite (tests/conftest.py): argon2's cost changes no
     # answer, and at the default cost logins and sign-ups take most of the run.
@@ -412,22 +401,9 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     return 1 if failed else 0
 
 
-def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        with tempfile.TemporaryDirectory(prefix="contract-") as workdir:
-            return run(args, Path(workdir))
-    except BenchmarkError as error:
-        print(f"contract run failed: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the server was stopped", file=sys.stderr)
-        return 130
+    return run_in_workdir("contract", lambda workdir: run(args, workdir))
 
 
 if __name__ == "__main__":
