@@ -1,1 +1,1 @@
-"""Auth: logging in, and who the caller is (`CurrentUser`, `SuperUser`)."""
+"""Auth: logging in and the tokens it issues. Who is calling is `app.users.deps`."""

@@ -1,4 +1,4 @@
-from app.core.errors import AppError, Forbidden
+from app.core.errors import AppError
 
 
 class IncorrectCredentials(AppError):
@@ -7,16 +7,6 @@ class IncorrectCredentials(AppError):
     detail = "Incorrect email or password"
 
 
-class InactiveUser(Forbidden):
-    code = "inactive-user"
-    detail = "Inactive user"
-
-
 class InactiveUserLogin(AppError):
     code = "inactive-user"
     detail = "Inactive user"
-
-
-class NotSuperuser(Forbidden):
-    code = "not-superuser"
-    detail = "The user doesn't have enough privileges"

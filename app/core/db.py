@@ -12,18 +12,21 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from app.core.config import Settings
 
-# Stable constraint names, so migrations can drop and alter them on every backend.
+# Stable constraint names, so migrations can drop and alter them on every backend. Composite
+# constraints are named by all their columns (`column_0_N_name`): two unique keys that both start
+# with `owner_id` would otherwise get the same name, which PostgreSQL refuses (names of indexes and
+# constraints are unique per schema). Names over 63 characters are shortened with a hash suffix.
 NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
 
@@ -117,15 +120,38 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+_WROTE = "app.wrote_in_transaction"
+
+
+@event.listens_for(Session, "after_flush")
+def _remember_write(session: Session, _flush_context: Any) -> None:
+    session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_writes(session: Session, transaction: SessionTransaction) -> None:
+    # Only when the outermost transaction ends: a savepoint's end leaves the writes around it.
+    if transaction.parent is None:
+        session.info.pop(_WROTE, None)
+
+
 async def release_connection(session: AsyncSession) -> None:
     """Hand the session's connection back before slow work that needs no database.
 
     Password hashing takes ~0.2 s of CPU; holding a pooled connection (and, on SQLite, the write
-    lock) meanwhile lets a burst of logins starve every other request. This commits the
-    transaction so far, so call it only where that is complete on its own: after reads. The
-    session begins a new transaction when next used, and the request still commits at the end.
+    lock) meanwhile lets a burst of logins starve every other request. This ends the transaction,
+    so it is only for a transaction that has only read: with writes pending or flushed it raises
+    instead of committing half of the request's unit of work. The session begins a new
+    transaction when next used, and the request still commits (or rolls back) at the end.
     """
+    sync = session.sync_session
+    if sync.new or sync.dirty or sync.deleted or sync.info.get(_WROTE):
+        raise RuntimeError(
+            "release_connection() after writes would commit part of the request early; "
+            "hash before writing"
+        )
     if session.in_transaction():
+        # A read-only transaction: ending it commits nothing.
         await session.commit()
 
 

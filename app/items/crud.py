@@ -1,12 +1,14 @@
-"""Database access for items. Flushes, never commits; raises domain errors, never HTTP ones."""
+"""Database access for items. Flushes, never commits; raises domain errors, never HTTP ones.
+
+Updates and deletes are the shared `app.core.crud` helpers: nothing about them is item-specific.
+"""
 
 import uuid
-from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.pagination import PageParams, Rows, paginate
 from app.items.models import Item
 
 
@@ -21,17 +23,13 @@ async def get_visible(
 
 
 async def list_page(
-    session: AsyncSession, *, owner_id: uuid.UUID | None, skip: int, limit: int
-) -> tuple[Sequence[Item], int]:
+    session: AsyncSession, *, owner_id: uuid.UUID | None, page: PageParams
+) -> Rows[Item]:
     """One page of items of `owner_id` (None: everyone's), newest first, and the total count."""
-    count_query = select(func.count()).select_from(Item)
     query = select(Item).order_by(Item.created_at.desc(), Item.id.desc())
     if owner_id is not None:
-        count_query = count_query.where(Item.owner_id == owner_id)
         query = query.where(Item.owner_id == owner_id)
-    count = await session.scalar(count_query)
-    items = await session.scalars(query.offset(skip).limit(limit))
-    return items.all(), count or 0
+    return await paginate(session, query, page)
 
 
 async def create(
@@ -42,16 +40,3 @@ async def create(
     session.add(item)
     await session.flush()
     return item
-
-
-async def update(session: AsyncSession, item: Item, *, changes: dict[str, Any]) -> Item:
-    """Apply column changes."""
-    for field, value in changes.items():
-        setattr(item, field, value)
-    await session.flush()
-    return item
-
-
-async def delete(session: AsyncSession, item: Item) -> None:
-    await session.delete(item)
-    await session.flush()

@@ -3,11 +3,11 @@ from typing import Annotated
 
 from fastapi import Depends, Path
 
-from app.auth.deps import CurrentUser
 from app.core.deps import SessionDep
 from app.items import crud
 from app.items.errors import ItemNotFound
 from app.items.models import Item
+from app.users.deps import CurrentUser
 
 # The full-stack template names this path parameter `id`; clients generated from it pass `id`.
 ItemId = Annotated[uuid.UUID, Path(alias="id")]

@@ -1,6 +1,6 @@
 from fastapi import APIRouter
 
-from app.auth.deps import CurrentUser
+from app.core import crud as core_crud
 from app.core.deps import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import PageDep
@@ -9,6 +9,7 @@ from app.items import crud
 from app.items.deps import OwnedItem
 from app.items.models import Item
 from app.items.schemas import ItemCreate, ItemRead, ItemReplace, ItemsPage, ItemUpdate
+from app.users.deps import CurrentUser
 
 router = APIRouter(prefix="/items", tags=["items"])
 
@@ -19,13 +20,8 @@ NOT_FOUND = problem_responses(404)
 @router.get("/", response_model=ItemsPage)
 async def read_items(user: CurrentUser, session: SessionDep, page: PageDep) -> ItemsPage:
     """Your items, newest first; a superuser sees everyone's."""
-    items, count = await crud.list_page(
-        session,
-        owner_id=None if user.is_superuser else user.id,
-        skip=page.skip,
-        limit=page.limit,
-    )
-    return ItemsPage(data=[ItemRead.model_validate(i) for i in items], count=count)
+    owner_id = None if user.is_superuser else user.id
+    return ItemsPage.model_validate(await crud.list_page(session, owner_id=owner_id, page=page))
 
 
 @router.post("/", status_code=201, response_model=ItemRead)
@@ -42,15 +38,15 @@ async def read_item(item: OwnedItem) -> Item:
 
 @router.put("/{id:uuid}", response_model=ItemRead, responses=NOT_FOUND)
 async def update_item(item_in: ItemReplace, item: OwnedItem, session: SessionDep) -> Item:
-    return await crud.update(session, item, changes=item_in.model_dump())
+    return await core_crud.update(session, item, changes=item_in.model_dump())
 
 
 @router.patch("/{id:uuid}", response_model=ItemRead, responses=NOT_FOUND)
 async def patch_item(item_in: ItemUpdate, item: OwnedItem, session: SessionDep) -> Item:
-    return await crud.update(session, item, changes=item_in.model_dump(exclude_unset=True))
+    return await core_crud.update(session, item, changes=item_in.model_dump(exclude_unset=True))
 
 
 @router.delete("/{id:uuid}", response_model=Message, responses=NOT_FOUND)
 async def delete_item(item: OwnedItem, session: SessionDep) -> Message:
-    await crud.delete(session, item)
+    await core_crud.delete(session, item)
     return Message(message="Item deleted successfully")

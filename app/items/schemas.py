@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from app.core.pagination import Page
 from app.core.schemas import NO_NUL, RequestBody, omittable
 
 # Checked as sent, not trimmed first: trimming made the app accept 256 characters and refuse
@@ -40,6 +41,5 @@ class ItemRead(BaseModel):
     created_at: datetime
 
 
-class ItemsPage(BaseModel):
-    data: list[ItemRead]
-    count: int
+class ItemsPage(Page[ItemRead]):
+    pass

@@ -1,1 +1,1 @@
-"""Users: accounts, profiles and their administration."""
+"""Users: accounts, who is calling (`CurrentUser`, `SuperUser`), and account administration."""

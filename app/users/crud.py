@@ -1,13 +1,16 @@
 """Database access for users. Flushes, never commits; raises domain errors, never HTTP ones."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import crud as core_crud
+from app.core.pagination import PageParams, Rows, paginate
 from app.users.errors import EmailAlreadyRegistered
 from app.users.models import User
 
@@ -22,21 +25,10 @@ async def get_by_email(session: AsyncSession, email: str) -> User | None:
     return await session.scalar(select(User).where(User.email == email.lower()))
 
 
-async def list_page(session: AsyncSession, *, skip: int, limit: int) -> tuple[Sequence[User], int]:
+async def list_page(session: AsyncSession, *, page: PageParams) -> Rows[User]:
     """One page of users, newest first, and the total count."""
-    count = await session.scalar(select(func.count()).select_from(User))
-    users = await session.scalars(
-        select(User).order_by(User.created_at.desc(), User.id.desc()).offset(skip).limit(limit)
-    )
-    return users.all(), count or 0
-
-
-async def _flush_unique_email(session: AsyncSession) -> None:
-    # The unique index decides, in one round trip and without a check-then-insert race.
-    try:
-        await session.flush()
-    except IntegrityError as error:
-        raise EmailAlreadyRegistered() from error
+    query = select(User).order_by(User.created_at.desc(), User.id.desc())
+    return await paginate(session, query, page)
 
 
 async def create(
@@ -57,19 +49,21 @@ async def create(
         is_superuser=is_superuser,
     )
     session.add(user)
-    await _flush_unique_email(session)
+    # The unique index decides, in one round trip and without a check-then-insert race.
+    with _email_taken_is_a_conflict():
+        await session.flush()
     return user
 
 
-async def update(session: AsyncSession, user: User, *, changes: dict[str, Any]) -> User:
+async def update(session: AsyncSession, user: User, *, changes: Mapping[str, Any]) -> User:
     """Apply column changes; EmailAlreadyRegistered when the new email is taken."""
-    for field, value in changes.items():
-        setattr(user, field, value)
-    await _flush_unique_email(session)
-    return user
+    with _email_taken_is_a_conflict():
+        return await core_crud.update(session, user, changes=changes)
 
 
-async def delete(session: AsyncSession, user: User) -> None:
-    """Delete a user; the database cascades to everything they own."""
-    await session.delete(user)
-    await session.flush()
+@contextmanager
+def _email_taken_is_a_conflict() -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError as error:
+        raise EmailAlreadyRegistered() from error

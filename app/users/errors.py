@@ -11,6 +11,16 @@ class EmailAlreadyRegistered(Conflict):
     detail = "A user with this email already exists"
 
 
+class InactiveUser(Forbidden):
+    code = "inactive-user"
+    detail = "Inactive user"
+
+
+class NotSuperuser(Forbidden):
+    code = "not-superuser"
+    detail = "The user doesn't have enough privileges"
+
+
 class RegistrationClosed(Forbidden):
     code = "registration-closed"
     detail = "Open registration is disabled on this server"

@@ -1,12 +1,11 @@
 from fastapi import APIRouter
 
-from app.auth.deps import CurrentUser, SuperUser
 from app.core.deps import PasswordsDep, SessionDep, SettingsDep
 from app.core.errors import problem_responses
 from app.core.pagination import PageDep
 from app.core.schemas import Message
 from app.users import crud, service
-from app.users.deps import ManagedUser, VisibleUser
+from app.users.deps import CurrentUser, ManagedUser, SuperUser, VisibleUser
 from app.users.errors import RegistrationClosed
 from app.users.models import User
 from app.users.schemas import (
@@ -70,8 +69,7 @@ async def delete_user_me(user: CurrentUser, session: SessionDep) -> Message:
 
 @router.get("/", response_model=UsersPage)
 async def read_users(_: SuperUser, session: SessionDep, page: PageDep) -> UsersPage:
-    users, count = await crud.list_page(session, skip=page.skip, limit=page.limit)
-    return UsersPage(data=[UserRead.model_validate(u) for u in users], count=count)
+    return UsersPage.model_validate(await crud.list_page(session, page=page))
 
 
 @router.post("/", status_code=201, response_model=UserRead, responses=problem_responses(409))

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StrictBool
 
+from app.core.pagination import Page
 from app.core.schemas import NO_NUL, RequestBody, omittable
 
 # email-validator caps the length at 254 characters and rejects special-use domains (.test,
@@ -64,6 +65,5 @@ class UserRead(BaseModel):
     created_at: datetime
 
 
-class UsersPage(BaseModel):
-    data: list[UserRead]
-    count: int
+class UsersPage(Page[UserRead]):
+    pass

@@ -5,14 +5,24 @@ Every hash or verification runs with the database connection released (`release_
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core import crud as core_crud
+from app.core.config import Settings
 from app.core.db import release_connection
-from app.core.security import Passwords
+from app.core.security import Passwords, get_passwords
 from app.users import crud
-from app.users.errors import CannotChangeSelf, IncorrectPassword, PasswordUnchanged
+from app.users.errors import (
+    CannotChangeSelf,
+    EmailAlreadyRegistered,
+    IncorrectPassword,
+    PasswordUnchanged,
+)
 from app.users.models import User
 from app.users.schemas import UserCreate, UserUpdate, UserUpdateMe
+
+log = structlog.get_logger(__name__)
 
 
 async def create(session: AsyncSession, passwords: Passwords, *, user_in: UserCreate) -> User:
@@ -95,7 +105,7 @@ async def change_password(
 async def delete(session: AsyncSession, user: User, *, acting_user: User) -> None:
     if user.id == acting_user.id and user.is_superuser:
         raise CannotChangeSelf("Superusers may not delete themselves")
-    await crud.delete(session, user)
+    await core_crud.delete(session, user)
 
 
 async def ensure_superuser(
@@ -104,6 +114,7 @@ async def ensure_superuser(
     """Create the first superuser unless that email exists; True when it was created."""
     if await crud.get_by_email(session, email) is not None:
         return False
+    await release_connection(session)
     await crud.create(
         session,
         email=email,
@@ -111,3 +122,24 @@ async def ensure_superuser(
         is_superuser=True,
     )
     return True
+
+
+async def create_first_superuser(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    """Create `FIRST_SUPERUSER` unless it exists; safe when many instances start at once."""
+    async with sessionmaker() as session:
+        try:
+            created = await ensure_superuser(
+                session,
+                get_passwords(settings),
+                email=settings.FIRST_SUPERUSER,
+                password=settings.FIRST_SUPERUSER_PASSWORD,
+            )
+            await session.commit()
+        except EmailAlreadyRegistered:
+            # Another instance created it between our check and our insert.
+            await session.rollback()
+            created = False
+    if created:
+        log.info("user.first_superuser_created", email=settings.FIRST_SUPERUSER)

@@ -20,8 +20,8 @@ from app.core.config import Settings
 from app.core.db import Base
 from app.core.security import Passwords
 from app.main import create_app
-from app.users.bootstrap import create_first_superuser
 from app.users.models import User
+from app.users.service import create_first_superuser
 from tests.conftest import alembic_config
 from tests.helpers import assert_problem, change_password, login
 from tests.users.factories import UserFactory
