@@ -14,7 +14,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev migrate test test-postgres contract lint format bench clean
+.PHONY: help install dev migrate test test-postgres contract lint contracts format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -48,8 +48,12 @@ lint: install ## ruff, ruff format --check, mypy --strict, import-linter, hadoli
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/lint-imports
+	$(BIN)/python -m tools.contracts --check
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/hadolint Dockerfile
+
+contracts: install ## Regenerate the import contracts (.importlinter) from app/features.py
+	$(BIN)/python -m tools.contracts
 
 bench: install ## Throughput and latency of the hot endpoints on a real server (BENCH_DATABASE_URL)
 	$(BIN)/python -m tests.benchmarks.run $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL))

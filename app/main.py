@@ -12,9 +12,9 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from app import features
 from app.core.config import API_V1_PREFIX, DEV_SECRET_KEY, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
-from app.core.errors import install_error_handlers, problem_responses
 from app.core.limits import BodySizeLimitMiddleware
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
+from app.core.problems import install_error_handlers, problem_responses
 from app.users.deps import get_current_user
 from app.users.service import create_first_superuser
 

@@ -4,28 +4,28 @@ factory-boy's SQLAlchemy integration is synchronous (MissingGreenlet under Async
 factories only build objects; `persist` adds and flushes them in the test's transaction.
 """
 
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-import factory
+from factory.base import Factory
 from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
 
 
-class AsyncFactory(factory.Factory, Generic[T]):  # type: ignore[misc]
+class AsyncFactory(Factory[T]):
     class Meta:
         abstract = True
 
     @classmethod
     async def persist(cls, session: AsyncSession, **kwargs: Any) -> T:
-        obj: T = cls.build(**kwargs)
+        obj = cls.build(**kwargs)
         session.add(obj)
         await session.flush()
         return obj
 
     @classmethod
     async def persist_batch(cls, session: AsyncSession, size: int, **kwargs: Any) -> list[T]:
-        objs: list[T] = cls.build_batch(size, **kwargs)
+        objs = cls.build_batch(size, **kwargs)
         session.add_all(objs)
         await session.flush()
         return objs

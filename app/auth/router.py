@@ -6,7 +6,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from app.auth.errors import InactiveUserLogin, IncorrectCredentials
 from app.auth.schemas import Token
 from app.core.deps import PasswordsDep, SessionDep, SettingsDep
-from app.core.errors import problem_responses
+from app.core.problems import problem_responses
 from app.core.security import create_access_token, credential_fingerprint
 from app.users import service as users_service
 from app.users.deps import CurrentUser

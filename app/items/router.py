@@ -2,8 +2,8 @@ from fastapi import APIRouter
 
 from app.core import crud as core_crud
 from app.core.deps import SessionDep
-from app.core.errors import problem_responses
 from app.core.pagination import PageDep
+from app.core.problems import problem_responses
 from app.core.schemas import Message
 from app.items import crud
 from app.items.deps import OwnedItem

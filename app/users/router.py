@@ -1,8 +1,8 @@
 from fastapi import APIRouter
 
 from app.core.deps import PasswordsDep, SessionDep, SettingsDep
-from app.core.errors import problem_responses
 from app.core.pagination import PageDep
+from app.core.problems import problem_responses
 from app.core.schemas import Message
 from app.users import crud, service
 from app.users.deps import CurrentUser, ManagedUser, SuperUser, VisibleUser

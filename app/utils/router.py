@@ -3,7 +3,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.deps import SessionDep
-from app.core.errors import ServiceUnavailable, problem_responses
+from app.core.errors import ServiceUnavailable
+from app.core.problems import problem_responses
 
 public_router = APIRouter(prefix="/utils", tags=["utils"])
 

@@ -1,4 +1,5 @@
-import factory
+from factory.declarations import Sequence
+from factory.faker import Faker
 
 from app.items.models import Item
 from tests.factories import AsyncFactory
@@ -10,5 +11,5 @@ class ItemFactory(AsyncFactory[Item]):
     class Meta:
         model = Item
 
-    title = factory.Sequence(lambda n: f"Item {n}")
-    description = factory.Faker("sentence")
+    title = Sequence(lambda n: f"Item {n}")
+    description = Faker("sentence")

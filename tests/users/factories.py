@@ -1,4 +1,5 @@
-import factory
+from factory.declarations import LazyAttribute, Sequence
+from factory.faker import Faker
 
 from app.core.security import Passwords
 from app.users.models import User
@@ -16,8 +17,8 @@ class UserFactory(AsyncFactory[User]):
     class Params:
         password = DEFAULT_PASSWORD
 
-    email = factory.Sequence(lambda n: f"user{n}@example.com")
-    full_name = factory.Faker("name")
-    hashed_password = factory.LazyAttribute(lambda o: PASSWORDS.hash_sync(o.password))
+    email = Sequence(lambda n: f"user{n}@example.com")
+    full_name = Faker("name")
+    hashed_password = LazyAttribute(lambda o: PASSWORDS.hash_sync(o.password))
     is_active = True
     is_superuser = False
