@@ -14,7 +14,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev migrate test test-postgres contract lint contracts format bench clean
+.PHONY: help install dev migrate migration feature test test-postgres contract lint contracts format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,14 @@ install: $(VENV)/.installed ## Create .venv with the locked dependencies
 
 migrate: install ## Upgrade the database to the latest migration
 	$(BIN)/alembic upgrade head
+
+migration: install ## Autogenerate a migration with the next id: make migration m="orders: add status"
+	@test -n "$(m)" || { echo 'usage: make migration m="<feature>: <what changes>"'; exit 2; }
+	$(BIN)/python -m tools.scaffold migration "$(m)"
+
+feature: install ## Generate a feature package, its tests and migration: make feature name=orders
+	@test -n "$(name)" || { echo 'usage: make feature name=<plural> [singular=<singular>]'; exit 2; }
+	$(BIN)/python -m tools.scaffold feature "$(name)" $(if $(singular),--singular "$(singular)")
 
 dev: migrate ## Serve on HOST:PORT (127.0.0.1:8000) with reload
 	$(BIN)/uvicorn app.main:create_app --factory --reload --host $(HOST) --port $(PORT)

@@ -6,6 +6,9 @@ from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
+from alembic.operations.ops import MigrationScript
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from app import features
@@ -27,8 +30,21 @@ def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str |
     return False
 
 
+def _sequential_revision_id(
+    _context: MigrationContext, _revision: Any, directives: list[MigrationScript]
+) -> None:
+    # Ids that count up (0001, 0002 ...) read in order in the versions folder and in review;
+    # two branches that both add 0002 fail loudly ("present more than once") instead of
+    # forking the history silently.
+    script = ScriptDirectory.from_config(config)
+    numbers = [int(rev.revision) for rev in script.walk_revisions() if rev.revision.isdigit()]
+    for directive in directives:
+        directive.rev_id = f"{max(numbers, default=0) + 1:04d}"
+
+
 def _configure(connection: Connection | None = None, url: str | None = None) -> None:
     context.configure(
+        process_revision_directives=_sequential_revision_id,
         connection=connection,
         url=url,
         target_metadata=target_metadata,
