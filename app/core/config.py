@@ -146,5 +146,7 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    """The process-wide settings; tests override it with `app.dependency_overrides`."""
+    """The process-wide settings, read once. The app keeps the `Settings` it was built with in
+    `app.state.settings` (what `SettingsDep` reads), so tests build apps with their own
+    (`create_app(settings)`) instead of touching this cache."""
     return Settings()

@@ -139,8 +139,9 @@ async def test_a_real_request_commits_before_answering(
 async def test_concurrent_writes_all_succeed(
     committing_client: httpx2.AsyncClient, engine: AsyncEngine
 ) -> None:
-    # On SQLite, deferred transactions that read and then write fail with "database is locked"
-    # when they overlap; this is the regression test for beginning them IMMEDIATE.
+    # 25 overlapping requests that each read (the user) and then write: they queue for the one
+    # SQLite connection, or share the PostgreSQL pool, and every one is stored. Overlapping
+    # transactions on one SQLite file are test_db_rules.py's IMMEDIATE test.
     headers = await signup_and_login(committing_client, f"committed-{uuid.uuid4().hex[:8]}@x.com")
 
     responses = await asyncio.gather(

@@ -99,3 +99,14 @@ def test_a_router_module_that_publishes_nothing_stops_the_app(
     finally:
         sys.modules.pop("app.misnamed.router", None)
         sys.modules.pop("app.misnamed", None)
+
+
+def test_every_feature_has_owners_for_its_two_folders() -> None:
+    # Last matching line wins: without its own lines a feature falls to the default owners, and
+    # its team is never asked to review changes to it.
+    owners = (APP.parent / ".github" / "CODEOWNERS").read_text().splitlines()
+    patterns = {line.split()[0] for line in owners if line.strip() and not line.startswith("#")}
+    for feature in features.FEATURES:
+        if feature.name == "utils":
+            continue  # the health check: the platform team's, like core
+        assert {f"/app/{feature.name}/", f"/tests/{feature.name}/"} <= patterns, feature.name
