@@ -70,7 +70,9 @@ def _migrate_composite_keys(connection: Connection) -> dict[str, list[str]]:
             ),
         },
     )
-    script = render_python_code(produce_migrations(context, metadata).upgrade_ops)
+    upgrade = produce_migrations(context, metadata).upgrade_ops
+    assert upgrade is not None
+    script = render_python_code(upgrade)
     # Rendered as a function body: four spaces in.
     source = "\n".join(line.removeprefix("    ") for line in script.splitlines())
     exec(source, {"op": Operations(context), "sa": sa})  # noqa: S102 - alembic's own rendering
