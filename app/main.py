@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import structlog
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -15,6 +16,7 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.limits import BodySizeLimitMiddleware
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
 from app.core.problems import install_error_handlers, problem_responses
+from app.emails.service import EmailSender
 from app.users.deps import get_current_user
 from app.users.service import create_first_superuser
 
@@ -47,7 +49,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 error=str(error.orig),
             )
             raise
-        yield
+        async with anyio.create_task_group() as tasks:
+            if settings.EMAIL_SENDER:
+                sender = EmailSender(app.state.sessionmaker, settings, features.mail_composers())
+                tasks.start_soon(sender.run)
+            yield
+            tasks.cancel_scope.cancel()
         await engine.dispose()
 
     app = FastAPI(

@@ -63,6 +63,9 @@ def settings(database_url: str) -> Settings:
         ARGON2_PARALLELISM=1,
         LOG_LEVEL="INFO",
         LOG_JSON=False,
+        # The sender would share the test's one connection with the requests; the email tests
+        # run their own.
+        EMAIL_SENDER=False,
     )
 
 

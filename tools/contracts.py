@@ -22,6 +22,13 @@ HTTP_PACKAGES = ("fastapi", "starlette")
 CORE_BELOW_THE_ROUTER = ["app.core.config", "app.core.db", "app.core.security"]
 
 
+# Contract names: what `lint-imports` prints, KEPT or BROKEN (short enough not to wrap).
+LAYERS = "app: entry points > feature list > features > core, nothing unlisted"
+INDEPENDENT = "features are independent, except their declared arrows to public modules"
+FEATURE_LAYERS = "inside a feature, modules import only the layers below them"
+NO_HTTP = "no HTTP types below the router"
+
+
 def _lines(key: str, values: list[str]) -> str:
     return f"{key} =\n" + "".join(f"    {value}\n" for value in values)
 
@@ -58,7 +65,7 @@ def render(features: tuple[Feature, ...] = FEATURES) -> str:
         "include_external_packages = True\n",
         _contract(
             "layers",
-            "app: entry points > feature list > features > core, nothing unlisted",
+            LAYERS,
             "core is shared by every feature, so it imports none. Exhaustive: a package under "
             "app/ that is not in FEATURES (never mounted, never migrated, never checked) breaks "
             "this contract. Add it to FEATURES and run `make contracts`.",
@@ -69,7 +76,7 @@ def render(features: tuple[Feature, ...] = FEATURES) -> str:
         ),
         _contract(
             "features-independent",
-            "features are independent, except their declared arrows to public modules",
+            INDEPENDENT,
             "A feature may import another only where FEATURES says it `uses` it, and then only "
             "the modules that feature declares `public`. Everything else (its crud, its "
             "models' internals, its router) is its team's to change without asking.",
@@ -81,10 +88,11 @@ def render(features: tuple[Feature, ...] = FEATURES) -> str:
         ),
         _contract(
             "feature-layers",
-            "inside a feature: " + " > ".join(MODULE_LAYERS),
-            "HTTP at the top, tables at the bottom: router -> deps -> service -> crud -> "
-            "schemas -> models -> errors. A module imports only those below it (so crud never "
-            "imports a router, schemas never import crud).",
+            FEATURE_LAYERS,
+            "HTTP at the top, tables at the bottom: "
+            + " -> ".join(MODULE_LAYERS)
+            + ". A module imports only those below it (so crud never imports a router, schemas "
+            "never import crud).",
             _lines("containers", [f"app.{name}" for name in names])
             # Optional: a feature has only the modules it needs.
             + _lines("layers", [f"({module})" for module in MODULE_LAYERS]),
@@ -92,7 +100,7 @@ def render(features: tuple[Feature, ...] = FEATURES) -> str:
         ),
         _contract(
             "no-http-below-router",
-            "no HTTP types below the router",
+            NO_HTTP,
             "service, crud, schemas, models and errors are called from routers, start-up code "
             "and scripts alike: they raise the feature's domain errors (rendered as problem+json "
             "at the edge), never FastAPI's HTTPException, and take no Request.",

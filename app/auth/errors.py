@@ -10,3 +10,8 @@ class IncorrectCredentials(AppError):
 class InactiveUserLogin(AppError):
     code = "inactive-user"
     detail = "Inactive user"
+
+
+class InvalidResetToken(AppError):
+    code = "invalid-reset-token"
+    detail = "Invalid token"

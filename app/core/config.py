@@ -4,7 +4,7 @@ import json
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import EmailStr, Field, field_validator, model_validator
+from pydantic import EmailStr, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Usable with no setup on a laptop; the app refuses to start with them in production.
@@ -85,6 +85,56 @@ class Settings(BaseSettings):
     ARGON2_PARALLELISM: int = Field(default=4, ge=1)
     """argon2id lanes."""
 
+    FRONTEND_HOST: str = "http://localhost:5173"
+    """Base URL of the frontend; emails link to `{FRONTEND_HOST}/reset-password?token=...`."""
+
+    SMTP_HOST: str | None = None
+    """SMTP server. Emails are sent when this and `EMAILS_FROM_EMAIL` are set; otherwise each
+    message is written to the log instead."""
+
+    SMTP_PORT: int = Field(default=587, ge=1, le=65535)
+    """SMTP port: 587 for STARTTLS, 465 for implicit TLS, 25 or 1025 for a local relay."""
+
+    SMTP_TLS: bool = True
+    """Require STARTTLS after connecting."""
+
+    SMTP_SSL: bool = False
+    """Connect with implicit TLS (port 465); takes precedence over `SMTP_TLS`."""
+
+    SMTP_USER: str | None = None
+    """SMTP login, when the server asks for one."""
+
+    SMTP_PASSWORD: SecretStr | None = None
+    """SMTP password."""
+
+    SMTP_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    """Longest wait for the SMTP server per message before it is retried later."""
+
+    EMAILS_FROM_EMAIL: EmailStr | None = None
+    """Sender address of every email."""
+
+    EMAILS_FROM_NAME: str | None = None
+    """Sender name; defaults to `PROJECT_NAME`."""
+
+    EMAIL_RESET_TOKEN_EXPIRE_HOURS: int = Field(default=1, ge=1, le=72)
+    """Lifetime of the link in a password recovery email."""
+
+    EMAIL_SENDER: bool = True
+    """Run the email sender in this process. Every instance may (PostgreSQL hands each email to
+    one of them); turn it off where another process delivers the outbox."""
+
+    EMAIL_POLL_SECONDS: float = Field(default=1.0, gt=0)
+    """How often each instance looks for emails to send (another process may have queued them)."""
+
+    EMAIL_RETRY_SECONDS: float = Field(default=5.0, gt=0)
+    """First delay before an email that could not be sent is tried again; doubles each time."""
+
+    EMAIL_RETRY_MAX_SECONDS: float = Field(default=600.0, gt=0)
+    """Longest delay between two tries of one email."""
+
+    EMAIL_MAX_ATTEMPTS: int = Field(default=30, ge=1)
+    """Tries before an email is given up (status `failed`, logged as an error)."""
+
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Minimum level of log lines."""
 
@@ -101,6 +151,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("FRONTEND_HOST")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
 
     @field_validator("DATABASE_URL")
     @classmethod
@@ -138,6 +193,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.DATABASE_URL.startswith("sqlite")
+
+    @property
+    def emails_enabled(self) -> bool:
+        return bool(self.SMTP_HOST and self.EMAILS_FROM_EMAIL)
 
     @property
     def log_json(self) -> bool:

@@ -42,7 +42,7 @@ class Page(BaseModel, Generic[T]):
     """The response body of every collection. Subclass it to give the schema its own name
     (`class ItemsPublic(Page[ItemPublic])`), so generated clients get a readable type."""
 
-    # Validated straight from `Rows` of ORM objects: `ItemsPage.model_validate(rows)`.
+    # Validated straight from `Rows` of ORM objects: `ItemsPublic.model_validate(rows)`.
     model_config = ConfigDict(from_attributes=True)
 
     data: list[T]

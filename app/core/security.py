@@ -23,6 +23,7 @@ from app.core.config import Settings
 
 JWT_ALGORITHM = "HS256"
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
+RESET_TOKEN_TYPE = "password-reset"  # noqa: S105
 _BCRYPT_MAX_BYTES = 72
 
 
@@ -134,43 +135,75 @@ class TokenClaims:
     credential: str
 
 
-def create_access_token(subject: str, settings: Settings, *, credential: str) -> AccessToken:
-    """A signed access token for `subject`; `credential` is its `credential_fingerprint`."""
+def _encode(subject: str, settings: Settings, *, kind: str, credential: str, lifetime: int) -> str:
     now = int(time.time())
-    expires_in = settings.ACCESS_TOKEN_EXPIRE_MINUTES * 60
     claims = {
         "sub": subject,
         "iat": now,
         "nbf": now,
-        "exp": now + expires_in,
+        "exp": now + lifetime,
         "jti": uuid.uuid4().hex,
-        "type": ACCESS_TOKEN_TYPE,
+        "type": kind,
         "cred": credential,
     }
-    token = jwt.encode({"alg": JWT_ALGORITHM}, claims, _key(settings), algorithms=[JWT_ALGORITHM])
-    return AccessToken(token=token, expires_in=expires_in)
+    return jwt.encode({"alg": JWT_ALGORITHM}, claims, _key(settings), algorithms=[JWT_ALGORITHM])
 
 
-_ACCESS_CLAIMS = JWTClaimsRegistry(
-    leeway=10,  # seconds of clock skew between instances
-    sub={"essential": True},
-    exp={"essential": True},
-    iat={"essential": True},
-    jti={"essential": True},
-    type={"essential": True, "value": ACCESS_TOKEN_TYPE},
-    cred={"essential": True},
-)
+def _registry(kind: str) -> JWTClaimsRegistry:
+    return JWTClaimsRegistry(
+        leeway=10,  # seconds of clock skew between instances
+        sub={"essential": True},
+        exp={"essential": True},
+        iat={"essential": True},
+        jti={"essential": True},
+        # An access token is no reset token and the other way round.
+        type={"essential": True, "value": kind},
+        cred={"essential": True},
+    )
 
 
-def decode_access_token(token: str, settings: Settings) -> TokenClaims:
-    """The claims of a valid access token, or InvalidTokenError."""
+_REGISTRIES = {kind: _registry(kind) for kind in (ACCESS_TOKEN_TYPE, RESET_TOKEN_TYPE)}
+
+
+def _decode(token: str, settings: Settings, *, kind: str) -> TokenClaims:
     try:
         # The pinned list rejects `alg: none`, HS384/512 and any asymmetric algorithm.
         decoded = jwt.decode(token, _key(settings), algorithms=[JWT_ALGORITHM])
-        _ACCESS_CLAIMS.validate(decoded.claims)
+        _REGISTRIES[kind].validate(decoded.claims)
     except (JoseError, ValueError, TypeError) as error:
         raise InvalidTokenError(type(error).__name__) from error
     subject, credential = decoded.claims["sub"], decoded.claims["cred"]
     if not isinstance(subject, str) or not isinstance(credential, str):
         raise InvalidTokenError("sub and cred must be strings")
     return TokenClaims(subject=subject, credential=credential)
+
+
+def create_access_token(subject: str, settings: Settings, *, credential: str) -> AccessToken:
+    """A signed access token for `subject`; `credential` is its `credential_fingerprint`."""
+    lifetime = settings.ACCESS_TOKEN_EXPIRE_MINUTES * 60
+    token = _encode(
+        subject, settings, kind=ACCESS_TOKEN_TYPE, credential=credential, lifetime=lifetime
+    )
+    return AccessToken(token=token, expires_in=lifetime)
+
+
+def decode_access_token(token: str, settings: Settings) -> TokenClaims:
+    """The claims of a valid access token, or InvalidTokenError."""
+    return _decode(token, settings, kind=ACCESS_TOKEN_TYPE)
+
+
+def create_reset_token(subject: str, settings: Settings, *, credential: str) -> str:
+    """A password-reset token, for the link in the recovery email.
+
+    Never stored: it carries the `credential_fingerprint` of the password it replaces, so it
+    stops working once any new password is set (by this reset or otherwise): single use.
+    """
+    lifetime = settings.EMAIL_RESET_TOKEN_EXPIRE_HOURS * 3600
+    return _encode(
+        subject, settings, kind=RESET_TOKEN_TYPE, credential=credential, lifetime=lifetime
+    )
+
+
+def decode_reset_token(token: str, settings: Settings) -> TokenClaims:
+    """The claims of a valid password-reset token, or InvalidTokenError."""
+    return _decode(token, settings, kind=RESET_TOKEN_TYPE)

@@ -31,7 +31,7 @@ class ItemUpdate(RequestBody):
     description: Description | None = None
 
 
-class ItemRead(BaseModel):
+class ItemPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
@@ -41,5 +41,5 @@ class ItemRead(BaseModel):
     created_at: datetime
 
 
-class ItemsPage(Page[ItemRead]):
+class ItemsPublic(Page[ItemPublic]):
     pass

@@ -5,9 +5,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.core import crud as core_crud
 from app.core.pagination import PageParams, Rows, paginate
@@ -59,6 +61,26 @@ async def update(session: AsyncSession, user: User, *, changes: Mapping[str, Any
     """Apply column changes; EmailAlreadyRegistered when the new email is taken."""
     with _email_taken_is_a_conflict():
         return await core_crud.update(session, user, changes=changes)
+
+
+async def replace_password(
+    session: AsyncSession, user: User, *, old_hash: str, new_hash: str
+) -> bool:
+    """Set a new password hash only if the stored one is still `old_hash`; False otherwise.
+
+    Compare-and-set in one statement: of two concurrent password changes (or uses of one reset
+    link) exactly one succeeds, instead of both answering 200 and one being lost.
+    """
+    result = await session.execute(
+        sa.update(User)
+        .where(User.id == user.id, User.hashed_password == old_hash)
+        .values(hashed_password=new_hash)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    set_committed_value(user, "hashed_password", new_hash)
+    return True
 
 
 @contextmanager

@@ -8,7 +8,7 @@ class UserNotFound(NotFound):
 
 class EmailAlreadyRegistered(Conflict):
     code = "email-already-registered"
-    detail = "A user with this email already exists"
+    detail = "The user with this email already exists in the system"
 
 
 class InactiveUser(Forbidden):

@@ -11,9 +11,9 @@ from app.users.models import User
 from app.users.schemas import (
     UpdatePassword,
     UserCreate,
-    UserRead,
+    UserPublic,
     UserRegister,
-    UsersPage,
+    UsersPublic,
     UserUpdate,
     UserUpdateMe,
 )
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/users", tags=["users"])
 @public_router.post(
     "/signup",
     status_code=201,
-    response_model=UserRead,
+    response_model=UserPublic,
     responses=problem_responses(403, 409),
 )
 async def register_user(
@@ -37,12 +37,12 @@ async def register_user(
     return await service.create(session, passwords, user_in=UserCreate(**user_in.model_dump()))
 
 
-@router.get("/me", response_model=UserRead)
+@router.get("/me", response_model=UserPublic)
 async def read_user_me(user: CurrentUser) -> User:
     return user
 
 
-@router.patch("/me", response_model=UserRead, responses=problem_responses(409))
+@router.patch("/me", response_model=UserPublic, responses=problem_responses(409))
 async def update_user_me(user_in: UserUpdateMe, user: CurrentUser, session: SessionDep) -> User:
     return await service.update_me(session, user, user_in=user_in)
 
@@ -67,25 +67,25 @@ async def delete_user_me(user: CurrentUser, session: SessionDep) -> Message:
     return Message(message="User deleted successfully")
 
 
-@router.get("/", response_model=UsersPage)
-async def read_users(_: SuperUser, session: SessionDep, page: PageDep) -> UsersPage:
-    return UsersPage.model_validate(await crud.list_page(session, page=page))
+@router.get("/", response_model=UsersPublic)
+async def read_users(_: SuperUser, session: SessionDep, page: PageDep) -> UsersPublic:
+    return UsersPublic.model_validate(await crud.list_page(session, page=page))
 
 
-@router.post("/", status_code=201, response_model=UserRead, responses=problem_responses(409))
+@router.post("/", status_code=201, response_model=UserPublic, responses=problem_responses(409))
 async def create_user(
     user_in: UserCreate, _: SuperUser, session: SessionDep, passwords: PasswordsDep
 ) -> User:
-    return await service.create(session, passwords, user_in=user_in)
+    return await service.create(session, passwords, user_in=user_in, welcome=True)
 
 
-@router.get("/{user_id:uuid}", response_model=UserRead, responses=problem_responses(404))
+@router.get("/{user_id:uuid}", response_model=UserPublic, responses=problem_responses(404))
 async def read_user_by_id(user: VisibleUser) -> User:
     """Anyone may read themself; only a superuser may read others."""
     return user
 
 
-@router.patch("/{user_id:uuid}", response_model=UserRead, responses=problem_responses(404, 409))
+@router.patch("/{user_id:uuid}", response_model=UserPublic, responses=problem_responses(404, 409))
 async def update_user(
     user_in: UserUpdate,
     target: ManagedUser,

@@ -3,6 +3,7 @@
 Every hash or verification runs with the database connection released (`release_connection`).
 """
 
+import uuid
 from typing import Any
 
 import structlog
@@ -12,6 +13,7 @@ from app.core import crud as core_crud
 from app.core.config import Settings
 from app.core.db import release_connection
 from app.core.security import Passwords, get_passwords
+from app.emails import service as emails_service
 from app.users import crud
 from app.users.errors import (
     CannotChangeSelf,
@@ -25,11 +27,28 @@ from app.users.schemas import UserCreate, UserUpdate, UserUpdateMe
 log = structlog.get_logger(__name__)
 
 
-async def create(session: AsyncSession, passwords: Passwords, *, user_in: UserCreate) -> User:
-    """Create an account with a freshly hashed password."""
+# The kinds of email this feature queues; composed in users/mail.py.
+NEW_ACCOUNT_EMAIL = "users.new_account"
+
+
+async def find(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """The user with this id, or None."""
+    return await crud.get(session, user_id)
+
+
+async def find_by_email(session: AsyncSession, email: str) -> User | None:
+    """The user with this email (any case), or None."""
+    return None if "\x00" in email else await crud.get_by_email(session, email)
+
+
+async def create(
+    session: AsyncSession, passwords: Passwords, *, user_in: UserCreate, welcome: bool = False
+) -> User:
+    """Create an account with a freshly hashed password; `welcome` queues the new-account email
+    in the same transaction."""
     await release_connection(session)
     hashed_password = await passwords.hash(user_in.password)
-    return await crud.create(
+    user = await crud.create(
         session,
         email=user_in.email,
         hashed_password=hashed_password,
@@ -37,6 +56,9 @@ async def create(session: AsyncSession, passwords: Passwords, *, user_in: UserCr
         is_active=user_in.is_active,
         is_superuser=user_in.is_superuser,
     )
+    if welcome:
+        await emails_service.enqueue(session, kind=NEW_ACCOUNT_EMAIL, recipient=user.email)
+    return user
 
 
 async def authenticate(
@@ -48,7 +70,7 @@ async def authenticate(
     emails are registered. An outdated hash (bcrypt, weaker argon2) is replaced on success.
     """
     # No address holds NUL, and PostgreSQL refuses it in a query parameter.
-    user = None if "\x00" in email else await crud.get_by_email(session, email)
+    user = await find_by_email(session, email)
     await release_connection(session)
     if user is None:
         await passwords.waste_time(password)
@@ -62,7 +84,8 @@ async def authenticate(
 
 
 async def update_me(session: AsyncSession, user: User, *, user_in: UserUpdateMe) -> User:
-    return await crud.update(session, user, changes=user_in.model_dump(exclude_unset=True))
+    changes = user_in.model_dump(exclude_unset=True)
+    return await crud.update(session, user, changes=changes)
 
 
 async def update(
@@ -74,7 +97,7 @@ async def update(
     acting_user: User,
 ) -> User:
     """A superuser's update of any account, including their own."""
-    changes: dict[str, Any] = user_in.model_dump(exclude_unset=True)
+    changes: dict[str, Any] = user_in.model_dump(exclude_unset=True, exclude={"confirm_password"})
     if user.id == acting_user.id and (
         changes.get("is_superuser") is False or changes.get("is_active") is False
     ):
@@ -98,8 +121,20 @@ async def change_password(
         raise IncorrectPassword()
     if current_password == new_password:
         raise PasswordUnchanged()
+    if not await set_password(session, passwords, user, new_password=new_password):
+        # Changed by a concurrent request since we checked it: the current password is not.
+        raise IncorrectPassword()
+
+
+async def set_password(
+    session: AsyncSession, passwords: Passwords, user: User, *, new_password: str
+) -> bool:
+    """Hash and store a new password, unless the stored one changed since `user` was read
+    (then False, and nothing changes). Ends every session opened with the old password."""
+    old_hash = user.hashed_password
+    await release_connection(session)
     new_hash = await passwords.hash(new_password)
-    await crud.update(session, user, changes={"hashed_password": new_hash})
+    return await crud.replace_password(session, user, old_hash=old_hash, new_hash=new_hash)
 
 
 async def delete(session: AsyncSession, user: User, *, acting_user: User) -> None:

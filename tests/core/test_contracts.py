@@ -16,10 +16,12 @@ from tools import contracts
 ROOT = contracts.ROOT
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
-LAYERS = "app: entry points > feature list > features > core, nothing unlisted"
-INDEPENDENT = "features are independent, except their declared arrows to public modules"
-FEATURE_LAYERS = "inside a feature: router > deps > service > crud > schemas > models > errors"
-NO_HTTP = "no HTTP types below the router"
+LAYERS, INDEPENDENT, FEATURE_LAYERS, NO_HTTP = (
+    contracts.LAYERS,
+    contracts.INDEPENDENT,
+    contracts.FEATURE_LAYERS,
+    contracts.NO_HTTP,
+)
 
 
 def test_the_contracts_file_is_generated_from_the_feature_list() -> None:

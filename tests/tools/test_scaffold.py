@@ -78,9 +78,15 @@ def test_the_feature_is_generated_and_registered(project: Path) -> None:
     assert 'Feature("orders", uses=("users",))' in (project / "app" / "features.py").read_text()
     assert "app.orders.** -> app.users.deps" in (project / ".importlinter").read_text()
     assert "/app/orders/  @your-org/orders" in (project / ".github" / "CODEOWNERS").read_text()
-    migrations = sorted((project / "app" / "migrations" / "versions").glob("*_0002_orders.py"))
+    versions = project / "app" / "migrations" / "versions"
+    existing = sorted(
+        path.name.split("_")[1] for path in (ROOT / "app/migrations/versions").glob("*.py")
+    )
+    migrations = list(versions.glob("*_orders.py"))
     assert len(migrations) == 1
-    assert 'down_revision: str | None = "0001"' in migrations[0].read_text()
+    # The next sequential id, on top of the newest one.
+    assert migrations[0].name.split("_")[1] == f"{int(existing[-1]) + 1:04d}"
+    assert f'down_revision: str | None = "{existing[-1]}"' in migrations[0].read_text()
 
 
 def test_the_generated_feature_passes_lint(project: Path) -> None:

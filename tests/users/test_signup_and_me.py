@@ -48,7 +48,7 @@ async def test_signup_with_a_registered_email_is_409_whatever_the_case(
         "/users/signup", json={"email": user.email.upper(), "password": "s3cret-pass"}
     )
     body = assert_problem(response, 409, type_="urn:problem:email-already-registered")
-    assert body["detail"] == "A user with this email already exists"
+    assert body["detail"] == "The user with this email already exists in the system"
 
 
 async def test_signup_can_be_switched_off(
