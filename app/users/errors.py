@@ -33,7 +33,7 @@ class IncorrectPassword(AppError):
 
 class PasswordUnchanged(AppError):
     code = "password-unchanged"
-    detail = "The new password cannot be the same as the current one"
+    detail = "New password cannot be the same as the current one"
 
 
 class CannotChangeSelf(Forbidden):
