@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from app import features
 from app.core.config import API_V1_PREFIX, DEV_SECRET_KEY, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
-from app.core.limits import BodySizeLimitMiddleware
+from app.core.limits import BodySizeLimitMiddleware, refuse_control_characters_in_path
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
 from app.core.problems import install_error_handlers, problem_responses
 from app.emails.service import EmailSender
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=f"{API_V1_PREFIX}/openapi.json",
         docs_url="/docs",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_control_characters_in_path)],
     )
     app.state.settings = settings
     app.state.engine = engine

@@ -59,7 +59,8 @@ async def test_token(user: CurrentUser) -> User:
     return user
 
 
-@public_router.post("/password-recovery/{email}", response_model=Message)
+# `:path`: an address may hold a `/` (`a/b@example.com`), which arrives decoded.
+@public_router.post("/password-recovery/{email:path}", response_model=Message)
 async def recover_password(email: Email, session: SessionDep) -> Message:
     """Email a password reset link to this address, if it belongs to an active account.
 
@@ -82,7 +83,7 @@ async def reset_password(
 
 
 @router.post(
-    "/password-recovery-html-content/{email}",
+    "/password-recovery-html-content/{email:path}",
     response_class=HTMLResponse,
     responses={200: {"content": {"text/html": {}}}, **problem_responses(404)},
 )

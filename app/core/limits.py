@@ -1,6 +1,9 @@
-"""Request body size limit: refuse what would not fit, before it is read into memory."""
+"""Limits on what a request may be: the body size, and the characters of its path."""
+
+import re
 
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -53,3 +56,17 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+async def refuse_control_characters_in_path(request: Request) -> None:
+    """404 for a path with a control character, on every route (an app-wide dependency).
+
+    Starlette matches routes with `re.match(... + "$")`, and `$` also matches before a final
+    newline: `GET /users/%0A` was answered as `GET /users/` (found by `make contract`). No path of
+    ours holds a control character, so none can name a resource.
+    """
+    if _CONTROL.search(request.scope["path"]):  # decoded; request.url keeps %0A
+        raise HTTPException(status_code=404)

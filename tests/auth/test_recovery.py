@@ -61,6 +61,15 @@ async def test_recovery_answers_alike_and_queues_for_any_address(
     ]
 
 
+async def test_an_address_with_a_slash_is_an_address(
+    client: httpx2.AsyncClient, session: AsyncSession
+) -> None:
+    # `/` is valid in a local part and arrives decoded in the path (found by `make contract`).
+    response = await client.post("/password-recovery/a%2Fb@example.com")
+    assert response.status_code == 200, response.text
+    assert await outbox(session) == [("auth.password_recovery", "a/b@example.com")]
+
+
 @pytest.mark.parametrize("address", ["not-an-email", "a@b", "x@localhost"])
 async def test_recovery_of_a_malformed_address_is_a_422(
     client: httpx2.AsyncClient, session: AsyncSession, address: str

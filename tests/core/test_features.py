@@ -30,7 +30,7 @@ def test_models_of_every_feature_are_registered() -> None:
 
 def test_private_routers_are_the_default() -> None:
     public = {
-        route.path  # type: ignore[attr-defined]
+        route.path_format  # type: ignore[attr-defined]
         for router, is_public in features.routers()
         if is_public
         for route in router.routes

@@ -51,3 +51,14 @@ async def test_an_oversize_login_form_is_413(
         data={"username": "a@example.com", "password": "p" * settings.MAX_REQUEST_BODY_BYTES},
     )
     assert_problem(response, 413)
+
+
+@pytest.mark.parametrize(
+    "path", ["/users/%0A", "/users/%0D", "/items/%0A", "/utils/health-check/%0A", "/users/me%09"]
+)
+async def test_a_path_with_a_control_character_matches_no_route(
+    client: httpx2.AsyncClient, superuser_headers: dict[str, str], path: str
+) -> None:
+    # `$` in Starlette's route patterns matches before a final newline (found by make contract).
+    body = assert_problem(await client.get(path, headers=superuser_headers), 404)
+    assert body["detail"].startswith("No route matches GET")
