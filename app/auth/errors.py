@@ -1,4 +1,4 @@
-from app.core.errors import AppError
+from app.core.errors import AppError, Unauthorized
 
 
 class IncorrectCredentials(AppError):
@@ -15,3 +15,16 @@ class InactiveUserLogin(AppError):
 class InvalidResetToken(AppError):
     code = "invalid-reset-token"
     detail = "Invalid token"
+
+
+class InvalidRefreshToken(Unauthorized):
+    code = "invalid-refresh-token"
+    detail = "Invalid refresh token"
+    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}  # noqa: RUF012
+
+
+class CsrfFailed(AppError):
+    status_code = 403
+    title = "Forbidden"
+    code = "csrf-failed"
+    detail = "A refresh by cookie needs the X-CSRF-Token header to equal the csrf_token cookie"

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -182,6 +183,17 @@ _DATABASE_ERRORS: list[tuple[type[Exception], Callable[[Request, Exception], Awa
             code="conflict",
             detail="The request conflicts with the current state of the data; retry or change it",
             event="db.integrity_error",
+        ),
+    ),
+    # Optimistic locking (`version_id_col`): another request changed the row since this one
+    # read it. Refusing keeps both from claiming success while one silently undoes the other.
+    (
+        StaleDataError,
+        _database_error(
+            status=409,
+            code="concurrent-update",
+            detail="It was changed by another request at the same time; reload it and retry",
+            event="db.concurrent_update",
         ),
     ),
     # The database refused a value validation let through (out of range, bad encoding).

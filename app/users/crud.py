@@ -3,6 +3,7 @@
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.core import crud as core_crud
+from app.core.db import utcnow
 from app.core.pagination import PageParams, Rows, paginate
 from app.users.errors import EmailAlreadyRegistered
-from app.users.models import User
+from app.users.models import User, UserSession
 
 
 async def get(session: AsyncSession, user_id: uuid.UUID) -> User | None:
@@ -71,16 +73,65 @@ async def replace_password(
     Compare-and-set in one statement: of two concurrent password changes (or uses of one reset
     link) exactly one succeeds, instead of both answering 200 and one being lost.
     """
-    result = await session.execute(
+    version = await session.scalar(
         sa.update(User)
         .where(User.id == user.id, User.hashed_password == old_hash)
-        .values(hashed_password=new_hash)
+        .values(hashed_password=new_hash, version=User.version + 1)
+        .returning(User.version)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if version is None:
         return False
     set_committed_value(user, "hashed_password", new_hash)
+    set_committed_value(user, "version", version)
     return True
+
+
+async def get_in_session(
+    session: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID
+) -> tuple[User, datetime | None] | None:
+    """The user and when their session `session_id` ended (None: it is open), in one query;
+    None when either does not exist or the session is someone else's."""
+    row = (
+        await session.execute(
+            select(User, UserSession.ended_at)
+            .join(UserSession, (UserSession.user_id == User.id) & (UserSession.id == session_id))
+            .where(User.id == user_id)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def create_session(session: AsyncSession, *, user_id: uuid.UUID) -> UserSession:
+    """Open a session for this user."""
+    user_session = UserSession(user_id=user_id)
+    session.add(user_session)
+    await session.flush()
+    return user_session
+
+
+async def get_session(session: AsyncSession, session_id: uuid.UUID) -> UserSession | None:
+    return await session.get(UserSession, session_id)
+
+
+async def end_sessions(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    reason: str,
+    session_id: uuid.UUID | None = None,
+) -> int:
+    """End one open session of the user (`session_id`) or all of them; how many ended."""
+    query = (
+        sa.update(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.ended_at.is_(None))
+        .values(ended_at=utcnow(), ended_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    if session_id is not None:
+        query = query.where(UserSession.id == session_id)
+    result = await session.execute(query)
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 @contextmanager

@@ -23,11 +23,19 @@ async def get_current_user(
 ) -> User:
     try:
         user_id = uuid.UUID(claims.subject)
+        session_id = uuid.UUID(claims.session_id or "")
     except ValueError as error:
         raise InvalidCredentials("Could not validate credentials") from error
-    user = await crud.get(session, user_id)
-    # Deleted, or the password changed, since the token was issued.
-    if user is None or not hmac.compare_digest(
+    # One query: the user and their session.
+    found = await crud.get_in_session(session, user_id, session_id)
+    if found is None:  # deleted
+        raise InvalidCredentials("Could not validate credentials")
+    user, session_ended_at = found
+    if session_ended_at is not None:
+        # Logged out, or ended by a password change, deactivation or demotion: for good, even
+        # after a reactivation.
+        raise InvalidCredentials("The session has ended: log in again")
+    if not hmac.compare_digest(
         claims.credential, credential_fingerprint(user.hashed_password, settings)
     ):
         raise InvalidCredentials("Could not validate credentials")

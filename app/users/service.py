@@ -21,7 +21,7 @@ from app.users.errors import (
     IncorrectPassword,
     PasswordUnchanged,
 )
-from app.users.models import User
+from app.users.models import User, UserSession
 from app.users.schemas import UserCreate, UserUpdate, UserUpdateMe
 
 log = structlog.get_logger(__name__)
@@ -68,19 +68,46 @@ async def authenticate(
 
     Unknown emails cost one password verification too, so response time does not reveal which
     emails are registered. An outdated hash (bcrypt, weaker argon2) is replaced on success.
+    HashingBusy when too many logins already wait for their turn to be checked.
     """
-    # No address holds NUL, and PostgreSQL refuses it in a query parameter.
-    user = await find_by_email(session, email)
-    await release_connection(session)
-    if user is None:
-        await passwords.waste_time(password)
-        return None
-    valid, new_hash = await passwords.verify_and_update(password, user.hashed_password)
+    # Logins take turns on their share of the hashing threads, or are refused at once when
+    # HASH_QUEUE_MAX wait already: before the lookup, so a refused login costs no query either.
+    async with passwords.login_turn():
+        # No address holds NUL, and PostgreSQL refuses it in a query parameter.
+        user = await find_by_email(session, email)
+        await release_connection(session)
+        if user is None:
+            await passwords.waste_time(password)
+            return None
+        valid, new_hash = await passwords.verify_and_update(password, user.hashed_password)
     if not valid:
         return None
     if new_hash is not None:
         await crud.update(session, user, changes={"hashed_password": new_hash})
     return user
+
+
+async def start_session(session: AsyncSession, user: User) -> UserSession:
+    """A new signed-in session of this user (what access tokens carry as `sid`)."""
+    return await crud.create_session(session, user_id=user.id)
+
+
+async def find_session(session: AsyncSession, session_id: uuid.UUID) -> UserSession | None:
+    return await crud.get_session(session, session_id)
+
+
+async def end_session(
+    session: AsyncSession, user: User, session_id: uuid.UUID, *, reason: str = "logout"
+) -> None:
+    """End one session: its access tokens and refresh tokens stop working."""
+    await crud.end_sessions(session, user_id=user.id, session_id=session_id, reason=reason)
+    log.info("auth.session_ended", user_id=str(user.id), session_id=str(session_id), reason=reason)
+
+
+async def end_all_sessions(session: AsyncSession, user: User, *, reason: str) -> None:
+    """End every session of this user (logout everywhere, password change, deactivation...)."""
+    ended = await crud.end_sessions(session, user_id=user.id, reason=reason)
+    log.info("auth.sessions_ended", user_id=str(user.id), reason=reason, sessions=ended)
 
 
 async def update_me(session: AsyncSession, user: User, *, user_in: UserUpdateMe) -> User:
@@ -105,7 +132,29 @@ async def update(
     if "password" in changes:
         await release_connection(session)
         changes["hashed_password"] = await passwords.hash(changes.pop("password"))
-    return await crud.update(session, user, changes=changes)
+    # What ends every session of the account: a new password, deactivation, demotion.
+    reasons = [
+        reason
+        for reason, applies in (
+            ("password-set", "hashed_password" in changes),
+            ("deactivated", user.is_active and changes.get("is_active") is False),
+            ("demoted", user.is_superuser and changes.get("is_superuser") is False),
+        )
+        if applies
+    ]
+    for field in ("is_active", "is_superuser"):
+        if field in changes and changes[field] != getattr(user, field):
+            log.info(
+                "user.role_changed",
+                user_id=str(user.id),
+                by=str(acting_user.id),
+                field=field,
+                value=changes[field],
+            )
+    updated = await crud.update(session, user, changes=changes)
+    if reasons:
+        await end_all_sessions(session, user, reason=",".join(reasons))
+    return updated
 
 
 async def change_password(
@@ -124,6 +173,7 @@ async def change_password(
     if not await set_password(session, passwords, user, new_password=new_password):
         # Changed by a concurrent request since we checked it: the current password is not.
         raise IncorrectPassword()
+    log.info("user.password_changed", user_id=str(user.id))
 
 
 async def set_password(
@@ -134,7 +184,10 @@ async def set_password(
     old_hash = user.hashed_password
     await release_connection(session)
     new_hash = await passwords.hash(new_password)
-    return await crud.replace_password(session, user, old_hash=old_hash, new_hash=new_hash)
+    if not await crud.replace_password(session, user, old_hash=old_hash, new_hash=new_hash):
+        return False
+    await end_all_sessions(session, user, reason="password-set")
+    return True
 
 
 async def delete(session: AsyncSession, user: User, *, acting_user: User) -> None:

@@ -84,7 +84,7 @@ async def test_recovery_of_a_malformed_address_is_a_422(
 async def test_reset_sets_the_password_and_ends_every_session(
     client: httpx2.AsyncClient, user: User, settings: Settings, session: AsyncSession
 ) -> None:
-    old_session = auth_headers(user, settings)
+    old_session = await auth_headers(session, user, settings)
     response = await reset(client, reset_token(user, settings), confirm_password=NEW_PASSWORD)
 
     assert response.status_code == 200, response.text
@@ -107,12 +107,10 @@ async def test_a_reset_link_works_once(
 
 
 async def test_a_reset_link_dies_with_a_later_password_change(
-    client: httpx2.AsyncClient, user: User, settings: Settings
+    client: httpx2.AsyncClient, user: User, user_headers: dict[str, str], settings: Settings
 ) -> None:
     token = reset_token(user, settings)
-    changed = await change_password(
-        client, auth_headers(user, settings), DEFAULT_PASSWORD, "changed-meanwhile"
-    )
+    changed = await change_password(client, user_headers, DEFAULT_PASSWORD, "changed-meanwhile")
     assert changed.status_code == 200
     assert assert_problem(await reset(client, token), 400)["detail"] == "Invalid token"
 
@@ -157,9 +155,9 @@ async def test_a_malformed_reset_token_is_refused(client: httpx2.AsyncClient, to
 
 
 async def test_an_access_token_is_no_reset_token(
-    client: httpx2.AsyncClient, user: User, settings: Settings
+    client: httpx2.AsyncClient, user_headers: dict[str, str]
 ) -> None:
-    access = auth_headers(user, settings)["Authorization"].removeprefix("Bearer ")
+    access = user_headers["Authorization"].removeprefix("Bearer ")
     assert assert_problem(await reset(client, access), 400)["detail"] == "Invalid token"
 
 

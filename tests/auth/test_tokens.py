@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.security import credential_fingerprint
-from app.users.models import User
+from app.users.models import User, UserSession
 from tests.conftest import TEST_SECRET, auth_headers
 from tests.helpers import assert_problem, assert_unauthorized, change_password, login
 from tests.users.factories import DEFAULT_PASSWORD, UserFactory
@@ -26,7 +26,7 @@ def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-def _claims(user: User, settings: Settings, **overrides: Any) -> dict[str, Any]:
+def _claims(user: User, session_id: str, settings: Settings, **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
     claims = {
         "sub": str(user.id),
@@ -35,9 +35,19 @@ def _claims(user: User, settings: Settings, **overrides: Any) -> dict[str, Any]:
         "exp": now + 600,
         "jti": uuid.uuid4().hex,
         "type": "access",
+        "sid": session_id,
     }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
+
+
+@pytest.fixture
+async def sid(session: AsyncSession, user: User) -> str:
+    """An open session of `user`, for the tokens these tests sign by hand."""
+    user_session = UserSession(user_id=user.id)
+    session.add(user_session)
+    await session.flush()
+    return str(user_session.id)
 
 
 def _sign(claims: dict[str, Any], *, alg: str = "HS256", secret: str = TEST_SECRET) -> str:
@@ -49,10 +59,10 @@ async def _me(client: httpx2.AsyncClient, token: str) -> httpx2.Response:
 
 
 async def test_a_well_formed_token_is_accepted(
-    client: httpx2.AsyncClient, user: User, settings: Settings
+    client: httpx2.AsyncClient, user: User, sid: str, settings: Settings
 ) -> None:
     # The positive control for the forgeries below.
-    assert (await _me(client, _sign(_claims(user, settings)))).status_code == 200
+    assert (await _me(client, _sign(_claims(user, sid, settings)))).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -69,40 +79,43 @@ async def test_a_well_formed_token_is_accepted(
         pytest.param({"nbf": int(time.time()) + 3600}, id="not-yet-valid"),
         pytest.param({"cred": None}, id="no-credential"),
         pytest.param({"cred": "stale-credential"}, id="stale-credential"),
+        pytest.param({"sid": None}, id="no-session"),
+        pytest.param({"sid": str(uuid.uuid4())}, id="unknown-session"),
+        pytest.param({"sid": "not-a-uuid"}, id="session-not-uuid"),
     ],
 )
 async def test_bad_claims_are_rejected(
-    client: httpx2.AsyncClient, user: User, settings: Settings, overrides: dict[str, Any]
+    client: httpx2.AsyncClient, user: User, sid: str, settings: Settings, overrides: dict[str, Any]
 ) -> None:
-    body = assert_unauthorized(await _me(client, _sign(_claims(user, settings, **overrides))))
+    body = assert_unauthorized(await _me(client, _sign(_claims(user, sid, settings, **overrides))))
     assert body["detail"] == "Could not validate credentials"
 
 
 async def test_token_signed_with_another_key_is_rejected(
-    client: httpx2.AsyncClient, user: User, settings: Settings
+    client: httpx2.AsyncClient, user: User, sid: str, settings: Settings
 ) -> None:
-    token = _sign(_claims(user, settings), secret="another-secret-key-of-thirty-two-bytes!!")
+    token = _sign(_claims(user, sid, settings), secret="another-secret-key-of-thirty-two-bytes!!")
     assert_unauthorized(await _me(client, token))
 
 
 async def test_hs384_is_rejected_even_with_the_right_key(
-    client: httpx2.AsyncClient, user: User, settings: Settings
+    client: httpx2.AsyncClient, user: User, sid: str, settings: Settings
 ) -> None:
-    assert_unauthorized(await _me(client, _sign(_claims(user, settings), alg="HS384")))
+    assert_unauthorized(await _me(client, _sign(_claims(user, sid, settings), alg="HS384")))
 
 
 async def test_alg_none_is_rejected(
-    client: httpx2.AsyncClient, user: User, settings: Settings
+    client: httpx2.AsyncClient, user: User, sid: str, settings: Settings
 ) -> None:
-    token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(user, settings))}."
+    token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(user, sid, settings))}."
     assert_unauthorized(await _me(client, token))
 
 
 async def test_tampered_payload_is_rejected(
-    client: httpx2.AsyncClient, user: User, settings: Settings
+    client: httpx2.AsyncClient, user: User, sid: str, settings: Settings
 ) -> None:
-    header, _, signature = _sign(_claims(user, settings)).split(".")
-    forged = _b64(_claims(user, settings, sub=str(uuid.uuid4())))
+    header, _, signature = _sign(_claims(user, sid, settings)).split(".")
+    forged = _b64(_claims(user, sid, settings, sub=str(uuid.uuid4())))
     assert_unauthorized(await _me(client, f"{header}.{forged}.{signature}"))
 
 
@@ -121,7 +134,7 @@ async def test_token_of_a_deleted_user_is_rejected(
     client: httpx2.AsyncClient, session: AsyncSession, settings: Settings
 ) -> None:
     gone = await UserFactory.persist(session)
-    headers = auth_headers(gone, settings)
+    headers = await auth_headers(session, gone, settings)
     await session.delete(gone)
     await session.flush()
     assert_unauthorized(await client.get("/users/me", headers=headers))
@@ -132,7 +145,8 @@ async def test_token_of_a_deactivated_user_is_forbidden(
 ) -> None:
     inactive = await UserFactory.persist(session, is_active=False)
     body = assert_problem(
-        await client.get("/users/me", headers=auth_headers(inactive, settings)), 403
+        await client.get("/users/me", headers=(await auth_headers(session, inactive, settings))),
+        403,
     )
     assert body["detail"] == "Inactive user"
 

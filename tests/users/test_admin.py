@@ -13,7 +13,7 @@ from app.items.models import Item
 from app.users.models import User
 from tests.helpers import assert_problem, assert_unauthorized, login
 from tests.items.factories import ItemFactory
-from tests.users.factories import UserFactory
+from tests.users.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -173,7 +173,10 @@ async def test_superuser_deactivates_a_user_who_then_cannot_log_in(
         f"/users/{user.id}", headers=superuser_headers, json={"is_active": False}
     )
     assert response.json()["is_active"] is False
-    assert_problem(await client.get("/users/me", headers=user_headers), 403)
+    # Deactivation ends every session of the account: its tokens are refused for good.
+    assert_unauthorized(await client.get("/users/me", headers=user_headers))
+    refused = assert_problem(await login(client, user.email, DEFAULT_PASSWORD), 400)
+    assert refused["detail"] == "Inactive user"
 
 
 async def test_update_user_to_a_taken_email_is_409(
