@@ -72,10 +72,11 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 
 # Worker processes: uvicorn reads WEB_CONCURRENCY itself (`-e WEB_CONCURRENCY=4`); default 1, which
 # suits one container per core under an orchestrator.
-# --proxy-headers/--forwarded-allow-ips=*: the container is meant to sit behind a reverse proxy or
-# load balancer whose address is not known in advance; it must not be reachable directly, or
-# clients could spoof X-Forwarded-For. The flag beats the FORWARDED_ALLOW_IPS variable, so to
-# trust only the proxy's addresses, override the command.
+# --proxy-headers: behind a TLS-terminating load balancer, the scheme and client address come
+# from its X-Forwarded-* headers, believed only from the addresses in FORWARDED_ALLOW_IPS (set it,
+# and TRUSTED_PROXIES, to the load balancer's addresses; uvicorn's default is 127.0.0.1). Never
+# `--forwarded-allow-ips=*`: any client could then name its own address and dodge the
+# per-address limits.
 # --no-access-log: RequestContextMiddleware already logs each request once, with its request id.
 # Exec form: uvicorn is PID 1 and gets SIGTERM directly, so it shuts down gracefully.
-CMD ["uvicorn", "app.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--forwarded-allow-ips=*", "--no-access-log"]
+CMD ["uvicorn", "app.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--no-access-log"]

@@ -16,6 +16,7 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.limits import BodySizeLimitMiddleware, refuse_control_characters_in_path
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
 from app.core.problems import install_error_handlers, problem_responses
+from app.core.throttle import Throttle
 from app.emails.service import EmailSender
 from app.users.deps import get_current_user
 from app.users.service import create_first_superuser
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
             tasks.cancel_scope.cancel()
         await engine.dispose()
+        await app.state.throttle.aclose()
 
     app = FastAPI(
         title=settings.PROJECT_NAME,
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
+    app.state.throttle = Throttle(settings)
 
     if settings.BACKEND_CORS_ORIGINS:
         app.add_middleware(

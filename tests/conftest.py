@@ -24,7 +24,7 @@ from app.core.config import Settings, normalize_database_url
 from app.core.db import create_engine
 from app.core.security import create_access_token, credential_fingerprint
 from app.main import create_app
-from app.users.models import User
+from app.users.models import User, UserSession
 from tests.users.factories import UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,6 +126,9 @@ async def client(
     app.state.sessionmaker = async_sessionmaker(
         bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
     )
+    # Every test's requests come from one address: each starts with no sign-ups, recoveries or
+    # failed logins counted (the limits stay on, at their defaults).
+    await app.state.throttle.reset()
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://test/api/v1") as client:
         yield client
@@ -144,9 +147,15 @@ def override_settings(app: Any, settings: Settings) -> Callable[..., Settings]:
     return override
 
 
-def auth_headers(user: User, settings: Settings) -> dict[str, str]:
+async def auth_headers(session: AsyncSession, user: User, settings: Settings) -> dict[str, str]:
+    """A bearer header for `user`, in a new session of theirs (as a login would open)."""
+    user_session = UserSession(user_id=user.id)
+    session.add(user_session)
+    await session.flush()
     credential = credential_fingerprint(user.hashed_password, settings)
-    token = create_access_token(str(user.id), settings, credential=credential).token
+    token = create_access_token(
+        str(user.id), settings, credential=credential, session_id=str(user_session.id)
+    ).token
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -166,15 +175,19 @@ async def superuser(session: AsyncSession) -> User:
 
 
 @pytest.fixture
-def user_headers(user: User, settings: Settings) -> dict[str, str]:
-    return auth_headers(user, settings)
+async def user_headers(session: AsyncSession, user: User, settings: Settings) -> dict[str, str]:
+    return await auth_headers(session, user, settings)
 
 
 @pytest.fixture
-def other_headers(other_user: User, settings: Settings) -> dict[str, str]:
-    return auth_headers(other_user, settings)
+async def other_headers(
+    session: AsyncSession, other_user: User, settings: Settings
+) -> dict[str, str]:
+    return await auth_headers(session, other_user, settings)
 
 
 @pytest.fixture
-def superuser_headers(superuser: User, settings: Settings) -> dict[str, str]:
-    return auth_headers(superuser, settings)
+async def superuser_headers(
+    session: AsyncSession, superuser: User, settings: Settings
+) -> dict[str, str]:
+    return await auth_headers(session, superuser, settings)

@@ -1,10 +1,21 @@
 """One typed Settings for the whole service, read from the environment and `.env`."""
 
+import ipaddress
 import json
+import os
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import EmailStr, Field, SecretStr, field_validator, model_validator
+import limits
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Usable with no setup on a laptop; the app refuses to start with them in production.
@@ -46,8 +57,22 @@ class Settings(BaseSettings):
     SECRET_KEY: str = DEV_SECRET_KEY
     """Key that signs access tokens (HS256). At least 32 characters; required in production."""
 
-    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=60 * 24 * 8, ge=1)
-    """Lifetime of an access token, in minutes."""
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1)
+    """Lifetime of an access token, in minutes. Clients renew it with their refresh token; raise
+    it (the full-stack template used 11520, 8 days) for clients that cannot."""
+
+    REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=30, ge=1)
+    """Lifetime of a refresh token; each refresh issues a new one with a new lifetime."""
+
+    REFRESH_REUSE_GRACE_SECONDS: float = Field(default=2.0, ge=0, le=60)
+    """A rotated refresh token presented again within this many seconds of its rotation is taken
+    for a client's own race (two tabs refreshing at once): refused, but the session lives on.
+    Later, it is theft: the session ends."""
+
+    REFRESH_TOKEN_COOKIE: bool = False
+    """Browser mode: the refresh token travels in a `Secure; HttpOnly; SameSite=Strict` cookie
+    scoped to `/api/v1/login/refresh` (not in the response body), and a refresh by cookie needs
+    the `X-CSRF-Token` header to equal the `csrf_token` cookie."""
 
     DATABASE_URL: str = "sqlite+aiosqlite:///./app.db"
     """SQLAlchemy URL. `postgresql://` uses asyncpg, `sqlite://` uses aiosqlite."""
@@ -135,6 +160,104 @@ class Settings(BaseSettings):
     EMAIL_MAX_ATTEMPTS: int = Field(default=30, ge=1)
     """Tries before an email is given up (status `failed`, logged as an error)."""
 
+    REDIS_URL: str | None = None
+    """Redis shared by every instance (`redis://host:6379/0`, `rediss://`, `unix://`): where
+    request limits are counted. Unset, each process counts in its own memory, so N instances
+    allow N times the limits."""
+
+    THROTTLE_ENABLED: bool = True
+    """Count and limit the attempts of the throttled routes (sign-up, recovery, login, refresh)."""
+
+    THROTTLE_FAIL_OPEN: bool = True
+    """When Redis cannot be reached: serve the throttled routes without limits (true, and one
+    `throttle.degraded` warning), or refuse them with 503 (false)."""
+
+    TRUSTED_PROXIES: Annotated[list[str], NoDecode] = []
+    """Addresses or networks of the reverse proxies whose `X-Forwarded-For` is believed,
+    comma-separated (e.g. `10.0.0.0/8,127.0.0.1`). From anyone else the header is ignored."""
+
+    THROTTLE_LOGIN_FAILURES_PER_ACCOUNT: str = "10/15 minutes"
+    """Failed logins allowed per account (email), in the `limits` notation (`count/period`)."""
+
+    THROTTLE_LOGIN_FAILURES_PER_ADDRESS: str = "100/15 minutes"
+    """Failed logins allowed per client address."""
+
+    THROTTLE_SIGNUP_PER_ADDRESS: str = "60/hour"
+    """Sign-ups (`POST /users/signup`) allowed per client address."""
+
+    THROTTLE_RECOVERY_PER_ADDRESS: str = "60/hour"
+    """Password recovery requests allowed per client address."""
+
+    THROTTLE_REFRESH_PER_SESSION: str = "60/minute"
+    """Token refreshes allowed per session."""
+
+    HASH_QUEUE_MAX: int = Field(default_factory=lambda: 2 * (os.cpu_count() or 1), ge=0)
+    """Logins that may wait for a password-hashing thread (per process; one thread per core);
+    one more is refused at once with 503 and `Retry-After`. Default: twice the cores, so a
+    burst of a few logins per core waits a second or two instead of failing, while a flood gets
+    fast 503s rather than ever-longer waits that add no throughput (every core is hashing).
+    Sign-up, password change and reset never wait in this queue."""
+
+    class OidcProvider(BaseModel):
+        """An OpenID Connect provider users may sign in with: one item of `OIDC_PROVIDERS`."""
+
+        model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+        name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+        """Its part of the login URL, `/api/v1/login/oidc/{name}`: a lower-case identifier."""
+
+        issuer: str
+        """Exactly as its ID tokens' `iss` claim says (`https://accounts.google.com`); its metadata
+        is read from `{issuer}/.well-known/openid-configuration`."""
+
+        client_id: str = Field(min_length=1)
+        """This service's client id at the provider: the `aud` its ID tokens must name."""
+
+        client_secret: SecretStr
+        """This service's client secret at the provider."""
+
+        scopes: tuple[str, ...] = ("openid", "email", "profile")
+        """Scopes requested; `openid` is required, `email` is how accounts are matched."""
+
+        @field_validator("issuer")
+        @classmethod
+        def _https_issuer(cls, value: str) -> str:
+            # OpenID Connect Discovery: the issuer is an https URL without query or fragment.
+            # Plain http only on this machine, for a provider run in development or tests.
+            loopback = ("http://localhost", "http://127.0.0.1", "http://[::1]")
+            local = any(
+                value == base or value.startswith((f"{base}:", f"{base}/")) for base in loopback
+            )
+            if not (value.startswith("https://") and len(value) > len("https://")) and not local:
+                raise ValueError("an issuer is an https:// URL (http:// only for localhost)")
+            if "?" in value or "#" in value:
+                raise ValueError("an issuer has no query or fragment")
+            return value
+
+        @field_validator("scopes")
+        @classmethod
+        def _openid_scope(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+            if "openid" not in value:
+                raise ValueError("the scopes must include `openid`")
+            return value
+
+        @property
+        def metadata_url(self) -> str:
+            return f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
+
+    OIDC_PROVIDERS: list[OidcProvider] = []
+    """OpenID Connect providers to sign in with, as a JSON list of objects with `name`, `issuer`,
+    `client_id`, `client_secret` and optionally `scopes`. Each provider's redirect URI is
+    `https://<this API>/api/v1/login/oidc/{name}/callback`."""
+
+    @field_validator("OIDC_PROVIDERS")
+    @classmethod
+    def _unique_provider_names(cls, value: list[OidcProvider]) -> list[OidcProvider]:
+        names = [provider.name for provider in value]
+        if twice := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"OIDC_PROVIDERS names must be unique; listed twice: {twice}")
+        return value
+
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Minimum level of log lines."""
 
@@ -150,6 +273,46 @@ class Settings(BaseSettings):
             return [str(origin).strip().rstrip("/") for origin in value]
         if isinstance(value, str):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("TRUSTED_PROXIES", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list):
+            value = [str(proxy).strip() for proxy in value if str(proxy).strip()]
+            for proxy in value:
+                ipaddress.ip_network(proxy, strict=False)  # ValueError names the bad entry
+        return value
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if not value:  # `REDIS_URL=` in a .env file means unset
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator(
+        "THROTTLE_LOGIN_FAILURES_PER_ACCOUNT",
+        "THROTTLE_LOGIN_FAILURES_PER_ADDRESS",
+        "THROTTLE_SIGNUP_PER_ADDRESS",
+        "THROTTLE_RECOVERY_PER_ADDRESS",
+        "THROTTLE_REFRESH_PER_SESSION",
+    )
+    @classmethod
+    def _one_limit(cls, value: str) -> str:
+        try:
+            items = limits.parse_many(value)
+        except ValueError:
+            items = []
+        if len(items) != 1 or items[0].amount < 1 or items[0].multiples < 1:
+            raise ValueError(
+                f"{value!r} is not one limit: write `count/period` with a count of at least 1, "
+                "e.g. `10/15 minutes`, `60/hour` or `5 per minute`"
+            )
         return value
 
     @field_validator("FRONTEND_HOST")

@@ -4,6 +4,7 @@ from app.core.deps import PasswordsDep, SessionDep, SettingsDep
 from app.core.pagination import PageDep
 from app.core.problems import problem_responses
 from app.core.schemas import Message
+from app.core.throttle import ClientAddressDep, ThrottleDep
 from app.users import crud, service
 from app.users.deps import CurrentUser, ManagedUser, SuperUser, VisibleUser
 from app.users.errors import RegistrationClosed
@@ -26,14 +27,21 @@ router = APIRouter(prefix="/users", tags=["users"])
     "/signup",
     status_code=201,
     response_model=UserPublic,
-    responses=problem_responses(403, 409),
+    responses=problem_responses(403, 409, 429),
 )
 async def register_user(
-    user_in: UserRegister, session: SessionDep, settings: SettingsDep, passwords: PasswordsDep
+    user_in: UserRegister,
+    session: SessionDep,
+    settings: SettingsDep,
+    passwords: PasswordsDep,
+    throttle: ThrottleDep,
+    address: ClientAddressDep,
 ) -> User:
-    """Open registration; a normal, active account."""
+    """Open registration; a normal, active account. Limited per client address."""
     if not settings.USERS_OPEN_REGISTRATION:
         raise RegistrationClosed()
+    # Before the password is hashed: that is the cost a flood of sign-ups would make us pay.
+    await throttle.hit("signup", address)
     return await service.create(session, passwords, user_in=UserCreate(**user_in.model_dump()))
 
 
