@@ -46,8 +46,9 @@ FEATURES: tuple[Feature, ...] = (
     # Accounts, and who is calling (`users.deps`: CurrentUser, SuperUser) for every other feature.
     Feature("users", uses=("emails",), public=("deps", "errors", "models", "schemas", "service")),
     Feature("utils", uses=("users", "emails")),
-    Feature("auth", uses=("users", "emails")),
+    Feature("auth", uses=("users", "emails"), public=("deps", "service", "schemas")),
     Feature("items", uses=("users",)),
+    Feature("oidc", uses=("users", "auth")),
 )
 
 

@@ -37,6 +37,10 @@ def test_private_routers_are_the_default() -> None:
     }
     assert public == {
         "/login/access-token",
+        "/login/oidc/token",
+        "/login/oidc/{provider}",
+        "/login/oidc/{provider}/callback",
+        "/login/refresh",
         "/password-recovery/{email}",
         "/reset-password/",
         "/users/signup",
