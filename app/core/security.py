@@ -47,8 +47,9 @@ def _at_low_priority(function: Callable[[], T]) -> T:
     """Run `function` in a new thread at the lowest CPU priority, and wait for it.
 
     Anyone can send logins, so their hashing must not take the CPU from the requests the event
-    loop is serving: the kernel runs it only when nothing else wants the core (`make bench`'s
-    hashing benchmark: ~1.5x lower p99 of `GET /users/me` under a flood of wrong logins). Linux
+    loop is serving: the kernel runs it when nothing else wants the core (`python -m
+    tests.benchmarks.hashing`: the p99 of `GET /users/me` while wrong logins run is 1.2-1.5x
+    lower than with the same queue at normal priority). Linux
     keeps the nice value per thread, and the threads argon2 starts for its lanes inherit it. A
     new thread, because an unprivileged one cannot raise its priority back: the worker thread
     that waits here goes on to serve the rest of the app at normal priority. Elsewhere the nice
