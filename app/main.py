@@ -88,12 +88,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router, public in features.routers():
         if public:
-            app.include_router(router, prefix=API_V1_PREFIX, responses=problem_responses(400, 422))
+            app.include_router(
+                router, prefix=API_V1_PREFIX, responses=problem_responses(400, 404, 422)
+            )
         else:
             app.include_router(
                 router,
                 prefix=API_V1_PREFIX,
                 dependencies=[Depends(get_current_user)],
-                responses=problem_responses(400, 401, 403, 422),
+                responses=problem_responses(400, 401, 403, 404, 422),
             )
     return app

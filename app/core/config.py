@@ -206,6 +206,13 @@ class Settings(BaseSettings):
         name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
         """Its part of the login URL, `/api/v1/login/oidc/{name}`: a lower-case identifier."""
 
+        @field_validator("name")
+        @classmethod
+        def _not_token(cls, value: str) -> str:
+            if value == "token":
+                raise ValueError("'token' is taken by the code exchange, /login/oidc/token")
+            return value
+
         issuer: str
         """Exactly as its ID tokens' `iss` claim says (`https://accounts.google.com`); its metadata
         is read from `{issuer}/.well-known/openid-configuration`."""

@@ -34,8 +34,11 @@ JWT_ALGORITHM = "HS256"
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
 RESET_TOKEN_TYPE = "password-reset"  # noqa: S105
 _BCRYPT_MAX_BYTES = 72
-LOGIN_HASHING_NICENESS = 19
-"""CPU priority of a login's hashing (nice; 19 is the lowest, 0 the normal)."""
+LOGIN_HASHING_NICENESS = 10
+"""CPU priority of a login's hashing: nice 10 (0 is the normal, 19 the lowest). Against a busy
+thread at 0 it gets about a tenth of the core (the kernel's weights: 110 to 1024): the requests
+the event loop serves go first, and logins still progress when the CPU is saturated (at 19
+they would get 1.5%)."""
 
 T = TypeVar("T")
 
@@ -44,16 +47,16 @@ _in_login_turn: ContextVar[bool] = ContextVar("in_login_turn", default=False)
 
 
 def _at_low_priority(function: Callable[[], T]) -> T:
-    """Run `function` in a new thread at the lowest CPU priority, and wait for it.
+    """Run `function` in a new thread at a low CPU priority (`LOGIN_HASHING_NICENESS`), and
+    wait for it.
 
     Anyone can send logins, so their hashing must not take the CPU from the requests the event
-    loop is serving: the kernel runs it when nothing else wants the core (`python -m
-    tests.benchmarks.hashing`: the p99 of `GET /users/me` while wrong logins run is 1.2-1.5x
-    lower than with the same queue at normal priority). Linux
-    keeps the nice value per thread, and the threads argon2 starts for its lanes inherit it. A
-    new thread, because an unprivileged one cannot raise its priority back: the worker thread
-    that waits here goes on to serve the rest of the app at normal priority. Elsewhere the nice
-    value is per process, so `function` just runs.
+    loop is serving: the kernel runs it mostly when nothing else wants the core (see
+    `python -m tests.benchmarks.hashing`, variant `queue-only`). Linux keeps the nice value per
+    thread, and the threads argon2 starts for its lanes inherit it. A new thread, because an
+    unprivileged one cannot raise its priority back: the worker thread that waits here goes on
+    to serve the rest of the app at normal priority. Elsewhere the nice value is per process,
+    so `function` just runs.
     """
     if sys.platform != "linux":
         return function()
@@ -93,7 +96,7 @@ class Passwords:
 
     Logins wait for their turn in a bounded queue (`login_turn`): past `queue_max` waiting, a
     login is refused at once (`HashingBusy`) instead of queueing for seconds. A login's hashing
-    runs at the lowest CPU priority (`_at_low_priority`).
+    runs at a low CPU priority (`_at_low_priority`).
     """
 
     def __init__(

@@ -175,7 +175,15 @@ class Throttle:
 
     async def reset(self) -> None:
         """Forget every count under this throttle's key prefix (tests)."""
-        if self.enabled:
+        if not self.enabled:
+            return
+        if isinstance(self._storage, MemoryStorage):
+            # limits' memory storage expires entries in a background task that iterates its
+            # dicts across awaits; clearing them under it raised KeyError in that task (seen in
+            # CI). A fresh storage leaves the old task its own dicts.
+            self._storage = MemoryStorage()
+            self._limiter = MovingWindowRateLimiter(self._storage)
+        else:
             await self._storage.reset()
 
     async def aclose(self) -> None:

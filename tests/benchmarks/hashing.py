@@ -12,7 +12,7 @@ For each variant of the server, on the same machine and database, one after the 
 
 Variants of the server: `after` is the app as it is (logins wait in a bounded queue on their
 share of the hashing threads, past `HASH_QUEUE_MAX` they get a fast 503, and their hashing runs
-at the lowest CPU priority); `queue-only` is the same with the hashing at normal priority;
+at a low CPU priority); `queue-only` is the same with the hashing at normal priority;
 `before` is the same app with `Passwords.login_turn` made a no-op, which is the service before
 the queue: every hash, login or not, in one FIFO of one thread per core, at normal priority.
 

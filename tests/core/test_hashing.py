@@ -85,7 +85,7 @@ async def test_with_no_queue_a_login_is_admitted_only_to_a_free_thread() -> None
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="only Linux keeps a nice value per thread")
-async def test_a_logins_hashing_runs_at_the_lowest_priority_and_the_rest_as_usual(
+async def test_a_logins_hashing_runs_at_a_low_priority_and_the_rest_as_usual(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     passwords = cheap_passwords(threads=2, queue_max=2)

@@ -4,6 +4,7 @@ import json
 import time
 from typing import Any
 
+import httpx2
 import pytest
 from pydantic import ValidationError
 
@@ -100,3 +101,23 @@ def test_a_state_cookie_older_than_ten_minutes_is_refused(
         sealed = seal_login_state(settings, LOGIN)
 
     assert unseal_login_state(settings, sealed) is None
+
+
+@pytest.mark.anyio
+async def test_the_exchange_path_is_no_provider_name(client: httpx2.AsyncClient) -> None:
+    # `/login/oidc/token` is only the code exchange: a GET there is a 405 that offers POST alone
+    # (with a plain `{provider}` it matched the sign-in route; found by `make contract`).
+    response = await client.get("/login/oidc/token")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    with pytest.raises(ValidationError, match="taken by the code exchange"):
+        Settings(
+            OIDC_PROVIDERS=[
+                {
+                    "name": "token",
+                    "issuer": "https://idp.example.com",
+                    "client_id": "a",
+                    "client_secret": "b",
+                }
+            ]
+        )
