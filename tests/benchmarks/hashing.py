@@ -320,6 +320,8 @@ def run_variant(variant: str, args: argparse.Namespace, workdir: Path) -> tuple[
     env = server_env(url)
     # Pinned, like the settings server.py pins: the app's default, not the caller's environment.
     queue_default = Settings.model_fields["HASH_QUEUE_MAX"].get_default(call_default_factory=True)
+    # No throttle (see the module docstring), and no email sender polling the database: nothing
+    # here queues an email, and its polls would only add noise.
     env.update(THROTTLE_ENABLED="false", HASH_QUEUE_MAX=str(queue_default), EMAIL_SENDER="false")
     migrate(env)
     port = free_port()
