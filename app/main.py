@@ -2,13 +2,13 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 import structlog
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from app import features
 from app.core.config import API_V1_PREFIX, DEV_SECRET_KEY, Settings, get_settings
@@ -16,6 +16,7 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.limits import BodySizeLimitMiddleware, refuse_control_characters_in_path
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
 from app.core.problems import install_error_handlers, problem_responses
+from app.core.startup import run_when_database_ready
 from app.core.throttle import Throttle
 from app.emails.service import EmailSender
 from app.users.deps import get_current_user
@@ -41,16 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.SECRET_KEY == DEV_SECRET_KEY:
             log.warning("config.dev_secret_key", hint="set SECRET_KEY outside development")
-        try:
-            await create_first_superuser(app.state.sessionmaker, app.state.settings)
-        except (OperationalError, ProgrammingError) as error:
-            log.error(
-                "startup.database_unusable",
-                hint="is DATABASE_URL reachable and migrated (`make migrate`)?",
-                error=str(error.orig),
-            )
-            raise
         async with anyio.create_task_group() as tasks:
+            # Tried once before serving, then in the background until the database is reachable
+            # and migrated: the app serves meanwhile (503 on the routes that need it).
+            superuser = partial(create_first_superuser, app.state.sessionmaker, app.state.settings)
+            await tasks.start(run_when_database_ready, "first_superuser", superuser)
             if settings.EMAIL_SENDER:
                 sender = EmailSender(app.state.sessionmaker, settings, features.mail_composers())
                 tasks.start_soon(sender.run)

@@ -40,6 +40,8 @@ PUBLIC = {
     ("POST", "/reset-password/"),
     ("POST", "/users/signup"),
     ("GET", "/utils/health-check/"),
+    ("GET", "/utils/live/"),
+    ("GET", "/utils/ready/"),
 }
 SUPERUSER_ONLY = {
     ("GET", "/users/"),

@@ -86,6 +86,22 @@ class Settings(BaseSettings):
     DB_ECHO: bool = False
     """Log every SQL statement (development only)."""
 
+    DB_CONNECT_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
+    """Longest wait to open a database connection (TCP, TLS and login, PostgreSQL); a request
+    that needs one answers 503 with `Retry-After` after it."""
+
+    DB_POOL_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
+    """Longest wait for a pooled connection while all are in use; then 503 with `Retry-After`."""
+
+    DB_STATEMENT_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
+    """Longest a statement may run: PostgreSQL cancels it (`statement_timeout`), and the driver
+    gives up one second later when the server does not answer at all (a frozen server or a lost
+    network). Either way the request answers 503 with `Retry-After`. Migrations are not bound."""
+
+    HEALTH_TIMEOUT_SECONDS: float = Field(default=2.0, gt=0)
+    """Longest the readiness and health checks wait for each dependency (database, Redis) before
+    they answer 503."""
+
     MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
     """Larger request bodies are refused with 413 before they are read into memory."""
 

@@ -17,6 +17,11 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from app.core.config import Settings
+from app.core.db_errors import (
+    DRIVER_TIMEOUT_MARGIN_SECONDS,
+    asyncpg_dbapi,
+    discard_silent_connections,
+)
 
 # Stable constraint names, so migrations can drop and alter them on every backend. Composite
 # constraints are named by all their columns (`column_0_N_name`): two unique keys that both start
@@ -100,7 +105,9 @@ def _sqlite_listeners(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, statement_timeout: bool = True) -> AsyncEngine:
+    """The app's engine. `statement_timeout=False` lifts the per-statement limit (PostgreSQL):
+    for migrations, which may rightly run longer than a request."""
     if settings.is_sqlite:
         # One connection per process: SQLite runs one write transaction at a time anyway (we begin
         # them IMMEDIATE), and waiting in the pool's FIFO queue beats SQLite's busy-wait backoff:
@@ -108,16 +115,34 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # In-memory databases get SQLAlchemy's StaticPool, which takes no sizes.
         database = make_url(settings.DATABASE_URL).database
         in_memory = database in (None, "", ":memory:")
-        pool_args = {} if in_memory else {"pool_size": 1, "max_overflow": 0}
+        pool_args: dict[str, Any] = {} if in_memory else {"pool_size": 1, "max_overflow": 0}
+        if not in_memory:
+            pool_args["pool_timeout"] = settings.DB_POOL_TIMEOUT_SECONDS
         engine = create_async_engine(settings.DATABASE_URL, **pool_args)
         _sqlite_listeners(engine)
         return engine
-    return create_async_engine(
+    connect_args: dict[str, Any] = {"timeout": settings.DB_CONNECT_TIMEOUT_SECONDS}
+    if statement_timeout:
+        seconds = settings.DB_STATEMENT_TIMEOUT_SECONDS
+        # The server cancels a slow statement and says so (57014); the driver's own limit, a
+        # second later, is for a server that says nothing at all.
+        connect_args["server_settings"] = {"statement_timeout": str(round(seconds * 1000))}
+        connect_args["command_timeout"] = seconds + DRIVER_TIMEOUT_MARGIN_SECONDS
+    engine = create_async_engine(
         settings.DATABASE_URL,
+        # asyncpg's options above, and its errors as SQLAlchemy errors (app.core.db_errors).
+        module=asyncpg_dbapi(ping_timeout=settings.DB_CONNECT_TIMEOUT_SECONDS),
+        connect_args=connect_args,
         pool_size=settings.DB_POOL_SIZE,
         max_overflow=settings.DB_MAX_OVERFLOW,
+        pool_timeout=settings.DB_POOL_TIMEOUT_SECONDS,
+        # A connection that died while idle (a restarted server) is replaced on checkout instead
+        # of failing the request. On a frozen server the ping costs one driver timeout, then the
+        # reconnect one connect timeout: bounded, and a restart costs no request.
         pool_pre_ping=True,
     )
+    event.listen(engine.sync_engine, "handle_error", discard_silent_connections)
+    return engine
 
 
 _WROTE = "app.wrote_in_transaction"

@@ -9,12 +9,13 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from app.core.db_errors import is_unavailable
 from app.core.errors import AppError
 
 log = structlog.get_logger(__name__)
@@ -174,6 +175,24 @@ def _database_error(
     return handle
 
 
+# Seconds a client should wait before retrying a request the database could not serve.
+RETRY_AFTER_SECONDS = "1"
+
+_unavailable = _database_error(
+    status=503,
+    code="database-unavailable",
+    detail="The database is unavailable; retry later",
+    event="db.unavailable",
+    headers={"Retry-After": RETRY_AFTER_SECONDS},
+)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    if not is_unavailable(exc):
+        raise exc  # to the request log (with its traceback) and the 500 handler
+    return await _unavailable(request, exc)
+
+
 _DATABASE_ERRORS: list[tuple[type[Exception], Callable[[Request, Exception], Awaitable[Any]]]] = [
     # A unique or foreign-key constraint caught a race the feature's own check missed.
     (
@@ -206,19 +225,12 @@ _DATABASE_ERRORS: list[tuple[type[Exception], Callable[[Request, Exception], Awa
             event="db.data_error",
         ),
     ),
-    # Connection lost, lock or pool timeout, schema not migrated: it may succeed later.
+    # Refused, reset, timed out, pool exhausted, shutting down, read-only, statement cancelled,
+    # schema not migrated: it may succeed later (`is_unavailable`). Any other database error
+    # is a bug: a 500, logged with its traceback.
     *(
-        (
-            error,
-            _database_error(
-                status=503,
-                code="database-unavailable",
-                detail="The database is unavailable; retry later",
-                event="db.unavailable",
-                headers={"Retry-After": "1"},
-            ),
-        )
-        for error in (OperationalError, PoolTimeoutError)
+        (error, _database_unavailable)
+        for error in (DBAPIError, PoolTimeoutError, DisconnectionError)
     ),
 ]
 

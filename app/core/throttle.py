@@ -25,7 +25,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -185,6 +185,15 @@ class Throttle:
             self._limiter = MovingWindowRateLimiter(self._storage)
         else:
             await self._storage.reset()
+
+    @property
+    def uses_redis(self) -> bool:
+        return self._pool is not None
+
+    async def ping(self) -> None:
+        """Raise unless Redis answers (readiness); within the storage timeouts, no retries."""
+        if self._pool is not None:
+            await Redis(connection_pool=self._pool).ping()
 
     async def aclose(self) -> None:
         """Close the connections to Redis (app shutdown)."""

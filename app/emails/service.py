@@ -18,6 +18,7 @@ from email.utils import formataddr, make_msgid
 from typing import Any
 
 import aiosmtplib
+import anyio
 import structlog
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sqlalchemy import event
@@ -35,6 +36,7 @@ log = structlog.get_logger(__name__)
 TEST_EMAIL = "emails.test"
 
 _ENQUEUED = "emails.enqueued"
+_NOW = timedelta(0)
 _senders: "weakref.WeakSet[EmailSender]" = weakref.WeakSet()
 
 
@@ -169,9 +171,12 @@ class EmailSender:
 
     async def send_next(self) -> bool:
         """Try the oldest due email; False when there is none."""
-        async with self._sessionmaker() as session:
-            email = await crud.claim_next(session, now=utcnow(), lease=self._lease)
-            await session.commit()
+        # Shielded, like `_finish`: a sender stopped now must not leave a claim it will not try
+        # (bounded by the database timeouts).
+        with anyio.CancelScope(shield=True):
+            async with self._sessionmaker() as session:
+                email = await crud.claim_next(session, now=utcnow(), lease=self._lease)
+                await session.commit()
         if email is None:
             return False
         await self._try(email)
@@ -189,6 +194,11 @@ class EmailSender:
                 self._log_instead(bound, composed)
                 return await self._finish(email, LOGGED, sent=True)
             await deliver(message, self._settings)
+        except asyncio.CancelledError:
+            # Stopped mid-try: hand the email back rather than leave it leased to a process
+            # that is gone (the next one would wait out the lease).
+            await self._finish(email, PENDING, error="interrupted: the sender stopped", due_in=_NOW)
+            raise
         except Exception as error:
             reason = f"{type(error).__name__}: {error}"
             if email.attempts >= self._settings.EMAIL_MAX_ATTEMPTS:
@@ -227,13 +237,15 @@ class EmailSender:
         due_in: timedelta | None = None,
     ) -> None:
         now = utcnow()
-        async with self._sessionmaker() as session:
-            await crud.finish(
-                session,
-                email.id,
-                status=status,
-                sent_at=now if sent else None,
-                due_at=now + due_in if due_in is not None else None,
-                error=error,
-            )
-            await session.commit()
+        # The outcome of a try is recorded even when the sender is stopped meanwhile.
+        with anyio.CancelScope(shield=True):
+            async with self._sessionmaker() as session:
+                await crud.finish(
+                    session,
+                    email.id,
+                    status=status,
+                    sent_at=now if sent else None,
+                    due_at=now + due_in if due_in is not None else None,
+                    error=error,
+                )
+                await session.commit()

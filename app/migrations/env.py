@@ -69,7 +69,7 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_engine(get_settings())
+    engine = create_engine(get_settings(), statement_timeout=False)
     async with engine.begin() as connection:
         await connection.run_sync(_run_sync)
     await engine.dispose()

@@ -45,6 +45,8 @@ def test_private_routers_are_the_default() -> None:
         "/reset-password/",
         "/users/signup",
         "/utils/health-check/",
+        "/utils/live/",
+        "/utils/ready/",
     }
 
 
