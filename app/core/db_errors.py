@@ -6,7 +6,6 @@ asyncpg raises a refused or reset socket and its own timeouts as bare `OSError` 
 handler (a 500), and a connection that timed out went back to the pool to time out again.
 """
 
-import asyncio
 from typing import Any, NoReturn
 
 from sqlalchemy.dialects.postgresql.asyncpg import (
@@ -93,9 +92,14 @@ class _AsyncpgConnection(AsyncAdapt_asyncpg_connection):
         super()._handle_exception(error)
 
     async def _async_ping(self) -> None:
-        # The adapter's ping (in an explicit transaction, for pgbouncer), in its own time limit.
-        async with asyncio.timeout(self.dbapi.ping_timeout):
-            await super()._async_ping()  # type: ignore[no-untyped-call]
+        # As the adapter's ping (in a transaction when none is open, for pgbouncer's transaction
+        # mode), in one round trip with its own time limit.
+        timeout = self.dbapi.ping_timeout
+        connection: Any = self._connection  # asyncpg's, untyped
+        if self._transaction is None and self.isolation_level != "autocommit":
+            await connection.execute("BEGIN; ROLLBACK", timeout=timeout)
+        else:
+            await connection.fetchrow(";", timeout=timeout)
 
     def terminate(self) -> None:
         if self._silent:

@@ -57,7 +57,8 @@ async def run_when_database_ready(
         else:
             if attempt > 1:
                 log.info("startup.step_done", step=name, attempt=attempt)
-            task_status.started()
+            else:
+                task_status.started()
             return
         if attempt == 1:
             task_status.started()

@@ -1,14 +1,15 @@
 """Every error, ours or the framework's, is a problem+json body with a request id."""
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
 import pytest
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 
 from app.core.config import Settings
+from app.core.deps import SessionDep
 from app.main import create_app
 from tests.helpers import assert_problem
 
@@ -104,58 +105,30 @@ async def test_unexpected_error_is_a_500_problem_without_internals(
     assert "hunter2-in-a-local" not in logged
 
 
-@pytest.fixture
-async def unreachable_database_client(
-    settings: Settings, tmp_path: Any
-) -> AsyncIterator[httpx2.AsyncClient]:
-    broken = settings.model_copy(
-        update={"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/missing/dir/db.sqlite"}
-    )
-    app = create_app(broken)
-    async with httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app), base_url="http://test/api/v1"
-    ) as client:
-        yield client
-    await app.state.engine.dispose()
+# Database outages, real ones: tests/core/test_outages.py (PostgreSQL through a proxy) and
+# tests/core/test_start_without_database.py.
 
 
-async def test_health_check_is_503_when_the_database_is_unreachable(
-    unreachable_database_client: httpx2.AsyncClient,
+async def test_a_bad_statement_is_a_500_not_a_503(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert_problem(await unreachable_database_client.get("/utils/health-check/"), 503)
-
-
-async def test_any_request_is_a_retryable_503_when_the_database_is_unreachable(
-    unreachable_database_client: httpx2.AsyncClient, user_headers: dict[str, str]
-) -> None:
-    response = await unreachable_database_client.get("/items/", headers=user_headers)
-    assert_problem(response, 503, type_="urn:problem:database-unavailable")
-    assert response.headers["retry-after"] == "1"
-
-
-@pytest.mark.parametrize(
-    "error",
-    [
-        pytest.param(sa_exc.TimeoutError("QueuePool limit reached"), id="pool-timeout"),
-        pytest.param(
-            sa_exc.OperationalError("SELECT 1", {}, Exception("database is locked")), id="locked"
-        ),
-    ],
-)
-async def test_database_congestion_is_a_retryable_503(settings: Settings, error: Exception) -> None:
+    # The database's own error for a bug (a syntax error: ProgrammingError on PostgreSQL, an
+    # OperationalError on SQLite) is not an outage: retrying would not help.
     app = create_app(settings)
 
-    @app.get("/api/v1/congested")
-    async def congested() -> Any:
-        raise error
+    @app.get("/api/v1/bad-sql")
+    async def bad_sql(session: SessionDep) -> Any:
+        await session.execute(text("SELEC 1"))
 
     transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
-        response = await client.get("/api/v1/congested")
+        response = await client.get("/api/v1/bad-sql")
     await app.state.engine.dispose()
 
-    assert_problem(response, 503, type_="urn:problem:database-unavailable")
-    assert response.headers["retry-after"] == "1"
+    assert_problem(response, 500)
+    assert "retry-after" not in response.headers
+    assert "SELEC" not in response.text
+    assert "request.failed" in capsys.readouterr().out
 
 
 async def test_a_value_the_database_refuses_is_a_422(settings: Settings) -> None:
