@@ -121,6 +121,20 @@ async def test_connections_reset_mid_use_are_503_then_replaced(
         await outage.recovered(lambda: client.get("/items/", headers=headers), 200, within=RECOVERY)
 
 
+async def test_a_restarted_server_costs_no_request(
+    app_settings: Settings, proxy: FaultProxy
+) -> None:
+    # Every pooled connection dies while idle; the check on checkout replaces them.
+    async with outage.serving(app_settings) as (_, client):
+        headers = await outage.signed_in(client)
+        pair = [client.get("/items/", headers=headers) for _ in range(2)]
+        assert [r.status_code for r in await asyncio.gather(*pair)] == [200, 200]
+        proxy.reset()
+        await proxy.restore()
+        for _ in range(3):
+            assert (await client.get("/items/", headers=headers)).status_code == 200
+
+
 async def test_a_frozen_database_answers_503_in_bounded_time(
     app_settings: Settings, proxy: FaultProxy, outage_url: URL
 ) -> None:

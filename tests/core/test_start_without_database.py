@@ -3,7 +3,6 @@ normally once it is there, first superuser included, without a restart."""
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.core.config import Settings
 from app.main import create_app
 from app.users.models import User
+from tests.benchmarks.server import free_port
 from tests.conftest import TEST_SECRET, alembic_config
 from tests.core import outage
 from tests.core.faultproxy import FaultProxy
@@ -37,12 +37,6 @@ UVICORN = (sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", 
 @pytest.fixture(scope="session")
 async def outage_url() -> URL:
     return await outage.prepare_database()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -71,7 +65,7 @@ async def test_a_server_started_while_postgresql_is_down_serves_then_recovers(
     proxy.refuse()  # down before the server starts
     admin_email = f"first-admin-{uuid.uuid4().hex[:8]}@example.com"
     through = outage.app_settings(Settings(_env_file=None), outage_url, proxy).DATABASE_URL
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "ENVIRONMENT": "test",
