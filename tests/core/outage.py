@@ -11,7 +11,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -98,13 +98,19 @@ def app_settings(base: Settings, url: URL, proxy: FaultProxy, **changes: Any) ->
 
 
 @asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx2.AsyncClient]]:
-    """The app on its own engine (commits for real), and a client of it."""
+async def serving(
+    settings: Settings, *, lifespan: bool = False
+) -> AsyncIterator[tuple[FastAPI, httpx2.AsyncClient]]:
+    """The app on its own engine (commits for real), and a client of it; with `lifespan`, its
+    start-up and background work (the email sender) too."""
     app = create_app(settings)
     transport = httpx2.ASGITransport(app=app)
     try:
-        async with httpx2.AsyncClient(transport=transport, base_url="http://test/api/v1") as client:
-            yield app, client
+        async with AsyncExitStack() as stack:
+            if lifespan:
+                await stack.enter_async_context(app.router.lifespan_context(app))
+            client = httpx2.AsyncClient(transport=transport, base_url="http://test/api/v1")
+            yield app, await stack.enter_async_context(client)
     finally:
         await app.state.engine.dispose()
 

@@ -17,6 +17,8 @@ import pytest
 from sqlalchemy.engine import URL
 
 from app.core.config import Settings
+from app.core.db import create_engine, create_sessionmaker
+from app.users.service import create_first_superuser
 from tests.core import outage
 from tests.core.faultproxy import FaultProxy
 from tests.helpers import assert_problem
@@ -282,3 +284,52 @@ async def test_a_commit_that_fails_is_a_503_and_nothing_is_stored(
         response = await client.post("/items/", headers=headers, json={"title": title})
         assert response.status_code == 201
         assert await row_exists(outage_url, title)
+
+
+async def test_the_email_sender_survives_an_outage_and_resumes(
+    app_settings: Settings, proxy: FaultProxy, outage_url: URL
+) -> None:
+    sending = app_settings.model_copy(update={"EMAIL_SENDER": True, "EMAIL_POLL_SECONDS": 0.05})
+    async with outage.serving(sending, lifespan=True) as (_, client):
+        email = f"outage-{uuid.uuid4().hex[:12]}@example.com"
+        signup = {"email": email, "password": "outage-password"}
+        assert (await client.post("/users/signup", json=signup)).status_code == 201
+
+        proxy.refuse()
+        await asyncio.sleep(0.5)  # ten polls that fail
+        await proxy.restore()
+        await outage.recovered(lambda: client.get("/utils/ready/"), 200, within=RECOVERY)
+        assert (await client.post(f"/password-recovery/{email}")).status_code == 200
+
+        admin = await outage.admin_connect(outage_url)
+        try:
+            status = None
+            async with asyncio.timeout(5):
+                while status != "logged":  # the sender is another task
+                    await asyncio.sleep(0.05)
+                    status = await admin.fetchval(
+                        "SELECT status FROM email_outbox WHERE recipient = $1", email
+                    )
+        finally:
+            await admin.close()
+
+
+async def test_many_processes_bootstrapping_at_once_create_one_superuser(
+    app_settings: Settings, proxy: FaultProxy, outage_url: URL
+) -> None:
+    # Each on its own engine, as in separate processes starting together.
+    email = f"first-{uuid.uuid4().hex[:12]}@example.com"
+    settings = app_settings.model_copy(update={"FIRST_SUPERUSER": email})
+    engines = [create_engine(settings) for _ in range(4)]
+    try:
+        await asyncio.gather(
+            *(create_first_superuser(create_sessionmaker(e), settings) for e in engines)
+        )
+    finally:
+        await asyncio.gather(*(e.dispose() for e in engines))
+    admin = await outage.admin_connect(outage_url)
+    try:
+        rows = await admin.fetch("SELECT is_superuser FROM users WHERE email = $1", email)
+    finally:
+        await admin.close()
+    assert [row["is_superuser"] for row in rows] == [True]
