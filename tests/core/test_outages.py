@@ -9,7 +9,6 @@ connection, then for a new one (or for the ping of an old one): twice the limit,
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
@@ -27,19 +26,6 @@ pytestmark = pytest.mark.anyio
 
 BOUND = 2.5  # twice the app's limits (outage.TIMEOUTS), and some slack for a busy machine
 RECOVERY = 2.0  # back to normal answers after the database is back
-
-
-@pytest.fixture(scope="session")
-async def outage_url() -> URL:
-    return await outage.prepare_database()
-
-
-@pytest.fixture
-async def proxy(outage_url: URL) -> AsyncIterator[FaultProxy]:
-    proxy = FaultProxy(outage_url.host or "127.0.0.1", outage_url.port or 5432)
-    await proxy.start()
-    yield proxy
-    await proxy.close()
 
 
 @pytest.fixture

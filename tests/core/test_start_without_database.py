@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "first-superuser-password"
 HOST = "127.0.0.1"
 UVICORN = (sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host")
-
-
-@pytest.fixture(scope="session")
-async def outage_url() -> URL:
-    return await outage.prepare_database()
-
-
-@pytest.fixture
-async def proxy(outage_url: URL) -> AsyncIterator[FaultProxy]:
-    proxy = FaultProxy(outage_url.host or "127.0.0.1", outage_url.port or 5432)
-    await proxy.start()
-    yield proxy
-    await proxy.close()
 
 
 async def _eventually(client: httpx2.AsyncClient, path: str, status: int, within: float) -> Any:
