@@ -60,9 +60,14 @@ def _not_ready(request: Request, checks: dict[str, CheckState]) -> JSONResponse:
 
 @public_router.get("/health-check/", responses=_NOT_READY)
 async def health_check(request: Request) -> Any:
-    """`true` when this instance can serve requests, database included (the full-stack
-    template's check); otherwise 503 with `Retry-After`."""
-    checks = await _readiness(request)
+    """`true` when the database can serve requests (the full-stack template's check);
+    otherwise 503 with `Retry-After`."""
+    settings: Settings = request.app.state.settings
+    checks: dict[str, CheckState] = {
+        "database": await health.database_state(
+            request.app.state.sessionmaker, limit_seconds=settings.HEALTH_TIMEOUT_SECONDS
+        )
+    }
     if any(state != "ok" for state in checks.values()):
         return _not_ready(request, checks)
     return True

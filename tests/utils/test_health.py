@@ -70,6 +70,7 @@ async def test_an_unreachable_redis_makes_ready_a_503_that_names_it(
         assert response.headers["retry-after"] == "1"
         assert seconds < 2 * settings.HEALTH_TIMEOUT_SECONDS
         # The template's health check is about the database; liveness about nothing.
+        assert (await client.get("/utils/health-check/")).json() is True
         assert (await client.get("/utils/live/")).status_code == 200
 
 
