@@ -14,7 +14,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev migrate migration feature test test-postgres contract lint contracts format bench clean
+.PHONY: help install dev migrate migration feature test test-postgres contract lint contracts format bench soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ contracts: install ## Regenerate the import contracts (.importlinter) from app/f
 
 bench: install ## Throughput and latency of the hot endpoints on a real server (BENCH_DATABASE_URL)
 	$(BIN)/python -m tests.benchmarks.run $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL))
+
+soak: install ## Mixed load on a real server, then check the database holds what clients were told (SOAK_DATABASE_URL)
+	$(BIN)/python -m tests.soak.run $(if $(SOAK_DATABASE_URL),--database-url $(SOAK_DATABASE_URL)) $(SOAK_ARGS)
 
 format: install ## Fix what ruff can fix
 	$(BIN)/ruff check --fix .

@@ -28,7 +28,7 @@ from app.core.config import Settings, normalize_database_url
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 LOOPBACK_HOSTS = {None, "", "127.0.0.1", "localhost", "::1"}
-THROWAWAY_MARKERS = ("bench", "test")
+THROWAWAY_MARKERS = ("bench", "soak", "test")
 
 STARTUP_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 10.0
@@ -142,7 +142,7 @@ def server_env(database_url: URL) -> dict[str, str]:
     return env
 
 
-def server_command(port: int) -> list[str]:
+def server_command(port: int, workers: int = 1) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -156,14 +156,16 @@ def server_command(port: int) -> list[str]:
         "--no-access-log",
         "--log-level",
         "warning",
+        "--workers",
+        str(workers),
     ]
 
 
-def start_server(port: int, env: dict[str, str], log_path: Path) -> Server:
+def start_server(port: int, env: dict[str, str], log_path: Path, workers: int = 1) -> Server:
     with log_path.open("wb") as log:
         # Its own session: a Ctrl-C reaches only us, and we stop the server in order.
         return subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-            server_command(port),
+            server_command(port, workers),
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
