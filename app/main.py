@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from app import features
 from app.core.config import API_V1_PREFIX, DEV_SECRET_KEY, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
+from app.core.headers import ResponseHeadersMiddleware
 from app.core.limits import BodySizeLimitMiddleware, refuse_control_characters_in_path
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
 from app.core.problems import install_error_handlers, problem_responses
@@ -62,8 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title=settings.PROJECT_NAME,
         generate_unique_id_function=_operation_id,
-        openapi_url=f"{API_V1_PREFIX}/openapi.json",
-        docs_url="/docs",
+        # Off in production unless DOCS_ENABLED: then all three are 404s.
+        openapi_url=f"{API_V1_PREFIX}/openapi.json" if settings.docs_enabled else None,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
         lifespan=lifespan,
         dependencies=[Depends(refuse_control_characters_in_path)],
     )
@@ -82,6 +85,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=[REQUEST_ID_HEADER],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    app.add_middleware(
+        ResponseHeadersMiddleware,
+        docs_paths=(
+            [app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url]
+            if settings.docs_enabled
+            else []
+        ),
+    )
     # Added last, so it is outermost: CORS preflights get an id and a log line too.
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)

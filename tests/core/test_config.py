@@ -3,7 +3,7 @@ from pydantic import ValidationError
 
 from app.core.config import DEV_SECRET_KEY, Settings
 
-STRONG_SECRET = "x" * 40
+STRONG_SECRET = "k3Zq9-TwLp_0vXe7RfYb2NcHsUa8MgDj"  # 32 characters, 31 distinct
 
 
 def production(**overrides: object) -> Settings:
@@ -11,6 +11,9 @@ def production(**overrides: object) -> Settings:
         "ENVIRONMENT": "production",
         "SECRET_KEY": STRONG_SECRET,
         "FIRST_SUPERUSER_PASSWORD": "a-real-password",
+        "ARGON2_TIME_COST": 2,
+        "ARGON2_MEMORY_COST": 19456,
+        "ARGON2_PARALLELISM": 1,
         "DATABASE_URL": "postgresql://app@db/app",
     }
     values.update(overrides)
@@ -29,11 +32,51 @@ def test_safe_production_settings_load() -> None:
         ({"FIRST_SUPERUSER_PASSWORD": "changethis"}, "FIRST_SUPERUSER_PASSWORD"),
         ({"BACKEND_CORS_ORIGINS": "*"}, "BACKEND_CORS_ORIGINS"),
         ({"DATABASE_URL": "sqlite:///./app.db"}, "DATABASE_URL must point at PostgreSQL"),
+        ({"SECRET_KEY": "a" * 38}, "fewer than 16 distinct characters"),
+        ({"SECRET_KEY": "abcdefghijklmno" * 3}, "fewer than 16 distinct characters"),
+        ({"FIRST_SUPERUSER_PASSWORD": "x"}, "at least 12 characters"),
+        ({"FIRST_SUPERUSER_PASSWORD": "short-pass1"}, "at least 12 characters"),
+        (
+            {"FIRST_SUPERUSER": "root@example.com", "FIRST_SUPERUSER_PASSWORD": "Root@Example.com"},
+            "must not be the superuser's email",
+        ),
+        ({"BACKEND_CORS_ORIGINS": "null"}, "may not contain 'null'"),
+        ({"BACKEND_CORS_ORIGINS": "https://a.example,https://*.example"}, "'https://\\*.example'"),
+        ({"ARGON2_MEMORY_COST": 19455}, "below the OWASP minimum"),
+        ({"ARGON2_TIME_COST": 1}, "below the OWASP minimum"),
+        ({"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 47103}, "below the OWASP minimum"),
     ],
 )
 def test_production_refuses_unsafe_settings(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         production(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("memory", "time"), [(19456, 2), (47104, 1), (12288, 3), (9216, 4), (7168, 5), (65536, 3)]
+)
+def test_production_accepts_owasp_argon2_costs(memory: int, time: int) -> None:
+    production(ARGON2_MEMORY_COST=memory, ARGON2_TIME_COST=time)
+
+
+def test_production_reports_every_problem_at_once_one_per_line() -> None:
+    with pytest.raises(ValidationError) as refused:
+        production(
+            SECRET_KEY="a" * 38,
+            FIRST_SUPERUSER_PASSWORD="x",
+            BACKEND_CORS_ORIGINS="null",
+            ARGON2_TIME_COST=1,
+            DATABASE_URL="sqlite:///./app.db",
+        )
+    lines = str(refused.value).splitlines()
+    for field in (
+        "SECRET_KEY",
+        "FIRST_SUPERUSER_PASSWORD",
+        "BACKEND_CORS_ORIGINS",
+        "ARGON2_MEMORY_COST",
+        "DATABASE_URL",
+    ):
+        assert sum(line.startswith(field) for line in lines) == 1, (field, lines)
 
 
 def test_refusal_does_not_echo_the_secret() -> None:
