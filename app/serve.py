@@ -22,6 +22,7 @@ import asyncio
 import importlib
 import socket
 
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.server import Server
 from uvicorn.supervisors import multiprocess
 
@@ -35,6 +36,12 @@ class _Supervisor(multiprocess.Multiprocess):
         for sock in self.sockets:
             sock.close()
         super().terminate_all()
+
+    def run(self) -> None:
+        super().run()
+        # uvicorn stops when a worker fails to start (refused settings, say), but exits 0.
+        if any(process.exitcode == STARTUP_FAILURE for process in self.processes):
+            raise SystemExit(STARTUP_FAILURE)
 
 
 class _Server(Server):
