@@ -47,7 +47,7 @@ class _Supervisor(multiprocess.Multiprocess):
 class _Server(Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         config = self.config
-        queued = []
+        queued: list[socket.socket] = []
         for server in self.servers:
             for listener in server.sockets:
                 queued += _accept_queued(listener.dup())
@@ -66,7 +66,7 @@ class _Server(Server):
 
 
 def _accept_queued(listener: socket.socket) -> list[socket.socket]:
-    accepted = []
+    accepted: list[socket.socket] = []
     with listener:
         listener.setblocking(False)
         while True:
@@ -80,7 +80,7 @@ def _accept_queued(listener: socket.socket) -> list[socket.socket]:
 
 _cli.Multiprocess = _Supervisor  # type: ignore[attr-defined]
 _cli.Server = _Server  # type: ignore[attr-defined]
-multiprocess.Server = _Server  # type: ignore[misc]
+multiprocess.Server = _Server  # type: ignore[attr-defined]
 
 if __name__ == "__main__":
     _cli.main()

@@ -421,7 +421,9 @@ class Settings(BaseSettings):
 
     @property
     def docs_enabled(self) -> bool:
-        return self.DOCS_ENABLED if self.DOCS_ENABLED is not None else self.ENVIRONMENT != "production"
+        if self.DOCS_ENABLED is not None:
+            return self.DOCS_ENABLED
+        return self.ENVIRONMENT != "production"
 
 
 @lru_cache
@@ -440,6 +442,7 @@ def get_settings() -> Settings:
             message = str(problem["msg"]).removeprefix("Value error, ")
             field = ".".join(str(part) for part in problem["loc"])
             for line in message.splitlines():
-                lines.append(f"  {field}: {line}" if field and not line.startswith(field) else f"  {line}")
+                named = not field or line.startswith(field)
+                lines.append(f"  {line}" if named else f"  {field}: {line}")
         print("refusing to start, the settings are invalid:", *lines, sep="\n", file=sys.stderr)
         raise SystemExit(3) from None

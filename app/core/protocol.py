@@ -156,4 +156,3 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         head += [name + b": " + value + b"\r\n" for name, value in headers]
         self.transport.write(b"".join(head) + b"\r\n" + body)
         self.transport.close()
-

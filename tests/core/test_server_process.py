@@ -8,6 +8,7 @@
   protocol accepted both and answered 200; h11 answers a plain-text 400 past 16 KiB.)
 """
 
+import functools
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from sqlalchemy import text
@@ -78,7 +80,8 @@ async def test_production_refuses_unsafe_settings_one_line_each_no_traceback(
         DATABASE_URL=f"sqlite:///{tmp_path}/app.db",
         WEB_CONCURRENCY=workers,
     )
-    completed = subprocess.run(  # noqa: S603 - our interpreter, the Dockerfile's arguments
+    run = functools.partial(
+        subprocess.run,
         dockerfile_command(free_port()),
         cwd=tmp_path,  # no .env file here
         env={**env, "PYTHONPATH": str(ROOT)},
@@ -87,6 +90,7 @@ async def test_production_refuses_unsafe_settings_one_line_each_no_traceback(
         timeout=STARTUP_SECONDS,
         check=False,
     )
+    completed: subprocess.CompletedProcess[str] = await anyio.to_thread.run_sync(run)
     output = completed.stdout + completed.stderr
     assert completed.returncode == 3, output
     assert "Traceback" not in output
@@ -150,9 +154,7 @@ def _stop(running: Running) -> bool:
 
 
 @pytest.fixture(scope="module")
-def server_env(
-    settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, str]]:
+def server_env(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Production on the suite's PostgreSQL database (its superuser removed after); on SQLite,
     which production refuses, `staging` with a migrated file of its own."""
     email = f"image-{uuid.uuid4().hex[:8]}@example.com"
@@ -173,7 +175,7 @@ def server_env(
     else:
         url = make_url(settings.DATABASE_URL).render_as_string(hide_password=False)
         env = dockerfile_env(DATABASE_URL=url, **safe)
-    yield env
+    return env
 
 
 @pytest.fixture(scope="module")

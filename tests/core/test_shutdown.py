@@ -14,9 +14,11 @@ import subprocess
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from sqlalchemy import text
@@ -111,7 +113,7 @@ async def _login_when_up(
 ) -> str:
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
-        assert server.poll() is None, log_path.read_text()
+        assert server.poll() is None, await anyio.Path(log_path).read_text()
         try:
             login = await client.post(
                 "/login/access-token", data={"username": email, "password": PASSWORD}
@@ -122,13 +124,14 @@ async def _login_when_up(
         assert login.status_code == 200, login.text
         token: str = login.json()["access_token"]
         return token
-    raise AssertionError(f"no answer within {STARTUP_SECONDS} s:\n{log_path.read_text()}")
+    log = await anyio.Path(log_path).read_text()
+    raise AssertionError(f"no answer within {STARTUP_SECONDS} s:\n{log}")
 
 
 @pytest.fixture
 async def server_database(
     settings: Settings, engine: AsyncEngine, tmp_path: Path
-) -> tuple[str, AsyncEngine, str]:
+) -> AsyncIterator[tuple[str, AsyncEngine, str]]:
     """(URL, engine, superuser email): the suite's PostgreSQL database (rows removed after), or a
     migrated SQLite file of its own (two processes share one file)."""
     email = f"shutdown-{uuid.uuid4().hex[:8]}@example.com"
@@ -214,7 +217,7 @@ async def test_sigterm_with_two_workers_loses_nothing_acknowledged(
         if server.poll() is None:
             server.kill()
             server.wait()
-    log = log_path.read_text()
+    log = await anyio.Path(log_path).read_text()
     print(f"outcomes: {out.failures + Counter(out.acknowledged.values())}")
     print(f"after SIGTERM: {out.after_signal}; exit after {shutdown_seconds:.1f} s")
 
