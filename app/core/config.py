@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     """Shown in the OpenAPI docs."""
 
     SECRET_KEY: str = DEV_SECRET_KEY
-    """Key that signs access tokens (HS256). At least 32 characters; required in production."""
+    """Key that signs access tokens (HS256). At least 32 characters; required in production,
+    and random there (at least 16 distinct characters)."""
 
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1)
     """Lifetime of an access token, in minutes. Clients renew it with their refresh token; raise
@@ -121,7 +122,8 @@ class Settings(BaseSettings):
     """Email of the superuser created on start when it does not exist."""
 
     FIRST_SUPERUSER_PASSWORD: str = DEV_SUPERUSER_PASSWORD
-    """Password of that superuser; required in production."""
+    """Password of that superuser; required in production, and there at least 12 characters and
+    not the email."""
 
     USERS_OPEN_REGISTRATION: bool = True
     """Whether anyone may sign up through `POST /users/signup`."""
