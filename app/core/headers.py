@@ -54,7 +54,9 @@ class ResponseHeadersMiddleware:
             return
 
         head = scope["method"] == "HEAD"
+        outer = scope
         if head and _serves_get(scope):
+            # A copy: the server's own scope must still say HEAD, so that it sends no body.
             scope = {**scope, "method": "GET"}
         extra = security_headers(
             https=scope.get("scheme") == "https",
@@ -72,7 +74,12 @@ class ResponseHeadersMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            if scope is not outer and "route" in scope:
+                outer["route"] = scope["route"]  # the request log names the route
+                outer["path_params"] = scope.get("path_params", {})
 
 
 def _serves_get(scope: Scope) -> bool:
