@@ -17,6 +17,7 @@ from app.core.headers import ResponseHeadersMiddleware
 from app.core.limits import BodySizeLimitMiddleware, refuse_control_characters_in_path
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
 from app.core.problems import install_error_handlers, problem_responses
+from app.core.shutdown import AnswerCancelledRequests
 from app.core.throttle import Throttle
 from app.emails.service import EmailSender
 from app.users.deps import get_current_user
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=[REQUEST_ID_HEADER],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    # Inside the headers middleware, so its 503 carries them too.
+    app.add_middleware(AnswerCancelledRequests)
     app.add_middleware(
         ResponseHeadersMiddleware,
         docs_paths=(

@@ -7,6 +7,7 @@ worker closes its pools (the lifespan's shutdown) before the server exits.
 Before app/serve.py, the same run had 5 to 8 writes reset unanswered."""
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -229,10 +230,14 @@ async def test_sigterm_with_two_workers_loses_nothing_acknowledged(
     stored = await _stored_titles(engine, prefix)
     assert slow_title in stored
     # The stalled one held the shutdown until the graceful timeout, not longer, and was given
-    # up: cancelled, answered by uvicorn's own 500 (its response had not started), not stored.
+    # up: cancelled, answered 503 with Retry-After (uvicorn alone: a bare 500), not stored.
     assert GRACEFUL_SECONDS <= shutdown_seconds < 2 * GRACEFUL_SECONDS + 2, log
     assert "timeout graceful shutdown exceeded" in log
-    assert stalled_answer.startswith(b"HTTP/1.1 500 "), stalled_answer
+    head, _, body = stalled_answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 "), stalled_answer
+    assert b"retry-after: 1" in head
+    assert b"x-content-type-options: nosniff" in head
+    assert json.loads(body)["type"] == "urn:problem:shutting-down"
     assert stalled_title not in stored
     # Everything acknowledged is stored.
     assert len(out.acknowledged) >= 10, out
