@@ -1,7 +1,9 @@
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from app.core.config import DEV_SECRET_KEY, Settings
+from app.core.config import DEV_SECRET_KEY, Settings, get_settings
 
 STRONG_SECRET = "k3Zq9-TwLp_0vXe7RfYb2NcHsUa8MgDj"  # 32 characters, 31 distinct
 
@@ -116,3 +118,23 @@ def test_cors_origins_are_comma_separated_or_json_in_the_environment(
         "http://a.example",
         "https://b.example",
     ]
+
+
+def test_an_invalid_setting_stops_the_process_with_one_line_and_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env file
+    monkeypatch.setenv("REDIS_URL", "http://not-redis")
+    monkeypatch.setenv("SMTP_PORT", "0")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    assert stopped.value.code == 3  # uvicorn's "failed to start"
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "refusing to start, the settings are invalid:"
+    assert "  REDIS_URL must start with redis://, rediss:// or unix://" in lines
+    assert any(line.startswith("  SMTP_PORT: ") for line in lines), lines
+    assert len(lines) == 3
