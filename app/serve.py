@@ -2,17 +2,18 @@
 `UVICORN_*` and `WEB_CONCURRENCY` variables), changed in how it stops, so that a SIGTERM loses
 no request: in flight, it is answered; arriving after, its connection is refused.
 
-Two gaps of uvicorn, both found by tests/core/test_shutdown.py (5 to 8 of ~70 requests sent
-during a shutdown with `--workers 2` were reset unanswered):
+Three gaps of uvicorn 0.54, found by tests/core/test_shutdown.py (with plain uvicorn and
+`--workers 2`, 5 to 8 writes of the ~70 sent after SIGTERM were reset unanswered):
 
-- With `--workers N` the parent process binds the socket and keeps its copy open until it exits.
-  The workers close theirs when they start shutting down, but the kernel goes on accepting
-  connections for the parent's copy; nobody serves them, and they are reset when the parent exits.
-  Here the parent closes its copy before it signals the workers.
+- The parent process binds the socket and keeps its copy open until it exits. The workers close
+  theirs when they start shutting down, but the kernel goes on accepting connections for the
+  parent's copy; nobody serves them, and they are reset when the parent exits. Here the parent
+  closes its copy before it signals the workers.
 - A worker closing its listening socket resets the connections the kernel had already accepted
-  for it (its backlog). Here each worker first takes those connections and serves them; the
-  protocol (`app.core.protocol`) answers them, and a request whose connection had just been
-  accepted, with `Connection: close`, instead of closing them unanswered.
+  for it (its backlog). Here each worker first takes those connections, then closes the socket
+  (nothing can be queued in between), and serves them.
+- A worker closes at once every connection with no request in progress, also one accepted a
+  moment ago whose request is on its way. `app.core.protocol` answers those (`--http`).
 
 The workers are started with multiprocessing's spawn, which imports this module again in each of
 them (as `__mp_main__`), so the worker-side change applies there too.
