@@ -317,3 +317,30 @@ async def test_with_h11_a_large_head_is_a_plain_400(
         assert b"Invalid HTTP request received." in answer
     finally:
         assert _stop(running), running.log.read_text()
+
+
+async def test_the_bound_holds_for_each_request_of_a_kept_alive_connection(
+    image_server: Running,
+) -> None:
+    port = int(image_server.base.split(":")[2].split("/")[0])
+    request = f"GET {API_V1_PREFIX}/utils/health-check/ HTTP/1.1\r\nHost: test\r\n".encode()
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        answers = b""
+        for n in range(3):  # heads that add up past the limit, each within it: all answered
+            sock.sendall(request + b"X-Ok: " + b"a" * 20000 + b"\r\n\r\n")
+            while answers.count(b"\r\n\r\ntrue") < n + 1:
+                answers += sock.recv(65536)
+        assert answers.count(b"HTTP/1.1 200 ") == 3
+        try:
+            sock.sendall(request)
+            for line in _huge_header(1024 * 1024):
+                sock.sendall(line)
+        except OSError:
+            pass
+        rest = b""
+        try:
+            while chunk := sock.recv(65536):
+                rest += chunk
+        except OSError:
+            pass
+    _assert_431_problem(rest, "larger than the limit of 32768 bytes")
