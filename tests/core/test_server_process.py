@@ -121,7 +121,7 @@ class Running:
 def _start(command: list[str], env: dict[str, str], log: Path) -> "subprocess.Popen[bytes]":
     with log.open("wb") as out:
         return subprocess.Popen(  # noqa: S603 - our interpreter, the Dockerfile's arguments
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
 
 
@@ -145,7 +145,7 @@ def _stop(running: Running) -> bool:
     try:
         status = running.process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        running.process.kill()
+        os.killpg(running.process.pid, signal.SIGKILL)  # its own session: workers included
         running.process.wait()
         return False
     return status in (0, -signal.SIGTERM) and "Application shutdown complete." in (

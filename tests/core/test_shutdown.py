@@ -216,7 +216,8 @@ async def test_sigterm_with_two_workers_loses_nothing_acknowledged(
         await asyncio.gather(*writers)
     finally:
         if server.poll() is None:
-            server.kill()
+            # Its own session (start_server): the workers go too, not only the parent.
+            os.killpg(server.pid, signal.SIGKILL)
             server.wait()
     log = await anyio.Path(log_path).read_text()
     print(f"outcomes: {out.failures + Counter(out.acknowledged.values())}")
