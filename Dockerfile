@@ -45,10 +45,14 @@ FROM ${PYTHON_IMAGE} AS runtime
 
 # ENVIRONMENT=production turns on the settings' safety checks (the app refuses to start without a
 # real SECRET_KEY and FIRST_SUPERUSER_PASSWORD) and JSON logs.
+# UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN (uvicorn's --timeout-graceful-shutdown): on SIGTERM, requests
+# in flight get this many seconds to finish; keep it below the orchestrator's kill timeout
+# (docker stop: 10 s; Kubernetes: terminationGracePeriodSeconds, 30 s), so the pools are closed.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH="/app/.venv/bin:${PATH}" \
-    ENVIRONMENT=production
+    ENVIRONMENT=production \
+    UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN=8
 
 # A fixed numeric uid, so Kubernetes' runAsNonRoot can verify it and volume permissions are stable.
 RUN groupadd --system --gid 10001 app \
@@ -78,5 +82,9 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # `--forwarded-allow-ips=*`: any client could then name its own address and dodge the
 # per-address limits.
 # --no-access-log: RequestContextMiddleware already logs each request once, with its request id.
-# Exec form: uvicorn is PID 1 and gets SIGTERM directly, so it shuts down gracefully.
-CMD ["uvicorn", "app.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--no-access-log"]
+# app.serve: uvicorn's command line (all its options and UVICORN_* variables), with a shutdown
+# that loses no request, also with several workers (see app/serve.py).
+# --http app.core.protocol:HttpToolsProtocol: httptools with a bound on the request headers
+# (MAX_REQUEST_HEADER_BYTES, MAX_REQUEST_HEADERS); plain httptools has none.
+# Exec form: the server is PID 1 and gets SIGTERM directly, so it shuts down gracefully.
+CMD ["python", "-m", "app.serve", "app.main:create_app", "--factory", "--http", "app.core.protocol:HttpToolsProtocol", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--no-access-log"]

@@ -41,7 +41,8 @@ feature: install ## Generate a feature package, its tests and migration: make fe
 	$(BIN)/python -m tools.scaffold feature "$(name)" $(if $(singular),--singular "$(singular)")
 
 dev: migrate ## Serve on HOST:PORT (127.0.0.1:8000) with reload
-	$(BIN)/uvicorn app.main:create_app --factory --reload --host $(HOST) --port $(PORT)
+	$(BIN)/python -m app.serve app.main:create_app --factory --http app.core.protocol:HttpToolsProtocol \
+		--reload --host $(HOST) --port $(PORT)
 
 test: install ## Run the test suite (SQLite; TEST_DATABASE_URL picks another database)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -13,10 +13,12 @@ from fastapi.routing import APIRoute
 from app import features
 from app.core.config import API_V1_PREFIX, DEV_SECRET_KEY, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
+from app.core.headers import ResponseHeadersMiddleware
 from app.core.limits import BodySizeLimitMiddleware, refuse_control_characters_in_path
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
 from app.core.problems import install_error_handlers, problem_responses
 from app.core.startup import run_when_database_ready
+from app.core.shutdown import AnswerCancelledRequests
 from app.core.throttle import Throttle
 from app.emails.service import EmailSender
 from app.users.deps import get_current_user
@@ -58,8 +60,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title=settings.PROJECT_NAME,
         generate_unique_id_function=_operation_id,
-        openapi_url=f"{API_V1_PREFIX}/openapi.json",
-        docs_url="/docs",
+        # Off in production unless DOCS_ENABLED: then all three are 404s.
+        openapi_url=f"{API_V1_PREFIX}/openapi.json" if settings.docs_enabled else None,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
         lifespan=lifespan,
         dependencies=[Depends(refuse_control_characters_in_path)],
     )
@@ -78,6 +82,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=[REQUEST_ID_HEADER],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    # Inside the headers middleware, so its 503 carries them too.
+    app.add_middleware(AnswerCancelledRequests)
+    app.add_middleware(
+        ResponseHeadersMiddleware,
+        docs_paths=(
+            [app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url]
+            if settings.docs_enabled
+            else []
+        ),
+    )
     # Added last, so it is outermost: CORS preflights get an id and a log line too.
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)

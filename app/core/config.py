@@ -3,6 +3,7 @@
 import ipaddress
 import json
 import os
+import sys
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Self
 
@@ -13,6 +14,7 @@ from pydantic import (
     EmailStr,
     Field,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -24,6 +26,17 @@ DEV_SUPERUSER_PASSWORD = "changethis"  # noqa: S105
 
 # Part of the contract with clients, so a constant rather than a setting.
 API_V1_PREFIX = "/api/v1"
+
+# Production refuses weaker values (see `Settings._refuse_unsafe_production`).
+SECRET_KEY_MIN_DISTINCT = 16
+SUPERUSER_PASSWORD_MIN_LENGTH = 12
+# OWASP Password Storage Cheat Sheet: argon2id (memory KiB, iterations) pairs of equal strength,
+# with one degree of parallelism; any one of them is the minimum.
+OWASP_ARGON2_MINIMUMS = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5))
+
+
+def _owasp_argon2(memory_kib: int, time_cost: int) -> bool:
+    return any(memory_kib >= m and time_cost >= t for m, t in OWASP_ARGON2_MINIMUMS)
 
 
 def normalize_database_url(url: str) -> str:
@@ -55,7 +68,8 @@ class Settings(BaseSettings):
     """Shown in the OpenAPI docs."""
 
     SECRET_KEY: str = DEV_SECRET_KEY
-    """Key that signs access tokens (HS256). At least 32 characters; required in production."""
+    """Key that signs access tokens (HS256). At least 32 characters; required in production,
+    and random there (at least 16 distinct characters)."""
 
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1)
     """Lifetime of an access token, in minutes. Clients renew it with their refresh token; raise
@@ -105,6 +119,18 @@ class Settings(BaseSettings):
     MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
     """Larger request bodies are refused with 413 before they are read into memory."""
 
+    MAX_REQUEST_HEADER_BYTES: int = Field(default=32 * 1024, ge=1024)
+    """Larger request heads (request line and headers) are refused with 431 and the connection
+    closed, counted as they arrive (never buffered beyond this plus one read). Enforced by the
+    server's protocol, `app.core.protocol:HttpToolsProtocol` (`uvicorn --http ...`)."""
+
+    MAX_REQUEST_HEADERS: int = Field(default=100, ge=10)
+    """Requests with more header lines are refused with 431 (same protocol)."""
+
+    DOCS_ENABLED: bool | None = None
+    """Serve the OpenAPI document and the interactive docs (`/docs`, `/redoc`); defaults to on
+    except in production. Off, they are 404s."""
+
     BACKEND_CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     """Origins allowed by CORS, comma-separated (e.g. `http://localhost:5173,https://app.example.com`)."""
 
@@ -112,7 +138,8 @@ class Settings(BaseSettings):
     """Email of the superuser created on start when it does not exist."""
 
     FIRST_SUPERUSER_PASSWORD: str = DEV_SUPERUSER_PASSWORD
-    """Password of that superuser; required in production."""
+    """Password of that superuser; required in production, and there at least 12 characters and
+    not the email."""
 
     USERS_OPEN_REGISTRATION: bool = True
     """Whether anyone may sign up through `POST /users/signup`."""
@@ -357,23 +384,45 @@ class Settings(BaseSettings):
     def _refuse_unsafe_production(self) -> Self:
         if self.ENVIRONMENT != "production":
             return self
+        # Every problem at once, one per line: a deploy should not fail five times in a row.
         problems = []
         if self.SECRET_KEY == DEV_SECRET_KEY or len(self.SECRET_KEY) < 32:
             problems.append(
                 "SECRET_KEY must be set to a random value of at least 32 characters "
                 '(python -c "import secrets; print(secrets.token_urlsafe(32))")'
             )
+        elif len(set(self.SECRET_KEY)) < SECRET_KEY_MIN_DISTINCT:
+            problems.append(
+                f"SECRET_KEY must be random: it has fewer than {SECRET_KEY_MIN_DISTINCT} distinct "
+                'characters (python -c "import secrets; print(secrets.token_urlsafe(32))")'
+            )
         if self.FIRST_SUPERUSER_PASSWORD == DEV_SUPERUSER_PASSWORD:
             problems.append("FIRST_SUPERUSER_PASSWORD must be changed from the default")
+        elif len(self.FIRST_SUPERUSER_PASSWORD) < SUPERUSER_PASSWORD_MIN_LENGTH:
+            problems.append(
+                f"FIRST_SUPERUSER_PASSWORD must be at least {SUPERUSER_PASSWORD_MIN_LENGTH} "
+                "characters long"
+            )
+        elif self.FIRST_SUPERUSER_PASSWORD.lower() == self.FIRST_SUPERUSER.lower():
+            problems.append("FIRST_SUPERUSER_PASSWORD must not be the superuser's email")
         if self.is_sqlite:
             problems.append(
                 "DATABASE_URL must point at PostgreSQL: a SQLite file is not shared between "
                 "instances"
             )
-        if "*" in self.BACKEND_CORS_ORIGINS:
-            problems.append("BACKEND_CORS_ORIGINS may not contain '*' (credentials are allowed)")
+        if bad := [o for o in self.BACKEND_CORS_ORIGINS if o.lower() == "null" or "*" in o]:
+            problems.append(
+                f"BACKEND_CORS_ORIGINS may not contain {', '.join(map(repr, bad))}: credentials "
+                "are allowed, so list exact origins (`null` is any sandboxed page or file)"
+            )
+        if not _owasp_argon2(self.ARGON2_MEMORY_COST, self.ARGON2_TIME_COST):
+            problems.append(
+                f"ARGON2_MEMORY_COST={self.ARGON2_MEMORY_COST} with ARGON2_TIME_COST="
+                f"{self.ARGON2_TIME_COST} is below the OWASP minimum for argon2id: 19456 KiB with "
+                "2 iterations (or 47104/1, 12288/3, 9216/4, 7168/5)"
+            )
         if problems:
-            raise ValueError("unsafe production settings: " + "; ".join(problems))
+            raise ValueError("unsafe production settings:\n" + "\n".join(problems))
         return self
 
     @property
@@ -388,10 +437,30 @@ class Settings(BaseSettings):
     def log_json(self) -> bool:
         return self.LOG_JSON if self.LOG_JSON is not None else self.ENVIRONMENT == "production"
 
+    @property
+    def docs_enabled(self) -> bool:
+        if self.DOCS_ENABLED is not None:
+            return self.DOCS_ENABLED
+        return self.ENVIRONMENT != "production"
+
 
 @lru_cache
 def get_settings() -> Settings:
     """The process-wide settings, read once. The app keeps the `Settings` it was built with in
     `app.state.settings` (what `SettingsDep` reads), so tests build apps with their own
     (`create_app(settings)`) instead of touching this cache."""
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as error:
+        # A deploy log should say what to fix, once per problem, without a traceback around it.
+        # Exit status 3 is uvicorn's "failed to start": with --workers, the parent stops too
+        # instead of restarting the worker forever.
+        lines = []
+        for problem in error.errors():
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            field = ".".join(str(part) for part in problem["loc"])
+            for line in message.splitlines():
+                named = not field or line.startswith(field)
+                lines.append(f"  {line}" if named else f"  {field}: {line}")
+        print("refusing to start, the settings are invalid:", *lines, sep="\n", file=sys.stderr)
+        raise SystemExit(3) from None

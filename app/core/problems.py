@@ -17,6 +17,7 @@ from starlette.routing import Match
 
 from app.core.db_errors import is_unavailable
 from app.core.errors import AppError
+from app.core.headers import security_headers
 
 log = structlog.get_logger(__name__)
 
@@ -137,6 +138,8 @@ def _allowed_methods(request: Request) -> list[str]:
         scope = {**request.scope, "method": method}
         if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
             allowed.append(method)
+            if method == "GET":
+                allowed.append("HEAD")  # app.core.headers answers HEAD wherever GET is served
     return allowed
 
 
@@ -237,10 +240,14 @@ _DATABASE_ERRORS: list[tuple[type[Exception], Callable[[Request, Exception], Awa
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # Logged with its traceback by the request middleware; the client sees no internals.
+    # Rendered outside the app's middleware, so it adds their headers itself.
+    headers = security_headers(https=request.url.scheme == "https")
+    headers.append((b"cache-control", b"no-store"))
     return problem(
         request,
         status=500,
         detail="An unexpected error occurred; quote the request_id when reporting it",
+        headers={name.decode(): value.decode() for name, value in headers},
     )
 
 

@@ -30,7 +30,7 @@ HOST = "127.0.0.1"
 LOOPBACK_HOSTS = {None, "", "127.0.0.1", "localhost", "::1"}
 THROWAWAY_MARKERS = ("bench", "soak", "test")
 
-STARTUP_TIMEOUT = 30.0
+STARTUP_TIMEOUT = 60.0
 SHUTDOWN_TIMEOUT = 10.0
 
 SUPERUSER_EMAIL = "bench-admin@example.com"
@@ -142,13 +142,20 @@ def server_env(database_url: URL) -> dict[str, str]:
     return env
 
 
-def server_command(port: int, workers: int = 1) -> list[str]:
+# The protocol the Dockerfile serves with: httptools with a bound on the request head.
+HTTP_PROTOCOL = "app.core.protocol:HttpToolsProtocol"
+
+
+def server_command(port: int, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "uvicorn",
+        # uvicorn's command line, with a supervisor that stops listening when shutdown begins.
+        "app.serve",
         "app.main:create_app",
         "--factory",
+        "--http",
+        HTTP_PROTOCOL,
         "--host",
         HOST,
         "--port",
@@ -156,16 +163,15 @@ def server_command(port: int, workers: int = 1) -> list[str]:
         "--no-access-log",
         "--log-level",
         "warning",
-        "--workers",
-        str(workers),
+        *extra,
     ]
 
 
-def start_server(port: int, env: dict[str, str], log_path: Path, workers: int = 1) -> Server:
+def start_server(port: int, env: dict[str, str], log_path: Path, *extra: str) -> Server:
     with log_path.open("wb") as log:
         # Its own session: a Ctrl-C reaches only us, and we stop the server in order.
         return subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-            server_command(port, workers),
+            server_command(port, *extra),
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -1,9 +1,11 @@
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from app.core.config import DEV_SECRET_KEY, Settings
+from app.core.config import DEV_SECRET_KEY, Settings, get_settings
 
-STRONG_SECRET = "x" * 40
+STRONG_SECRET = "k3Zq9-TwLp_0vXe7RfYb2NcHsUa8MgDj"  # 32 characters, 31 distinct
 
 
 def production(**overrides: object) -> Settings:
@@ -11,6 +13,9 @@ def production(**overrides: object) -> Settings:
         "ENVIRONMENT": "production",
         "SECRET_KEY": STRONG_SECRET,
         "FIRST_SUPERUSER_PASSWORD": "a-real-password",
+        "ARGON2_TIME_COST": 2,
+        "ARGON2_MEMORY_COST": 19456,
+        "ARGON2_PARALLELISM": 1,
         "DATABASE_URL": "postgresql://app@db/app",
     }
     values.update(overrides)
@@ -29,11 +34,51 @@ def test_safe_production_settings_load() -> None:
         ({"FIRST_SUPERUSER_PASSWORD": "changethis"}, "FIRST_SUPERUSER_PASSWORD"),
         ({"BACKEND_CORS_ORIGINS": "*"}, "BACKEND_CORS_ORIGINS"),
         ({"DATABASE_URL": "sqlite:///./app.db"}, "DATABASE_URL must point at PostgreSQL"),
+        ({"SECRET_KEY": "a" * 38}, "fewer than 16 distinct characters"),
+        ({"SECRET_KEY": "abcdefghijklmno" * 3}, "fewer than 16 distinct characters"),
+        ({"FIRST_SUPERUSER_PASSWORD": "x"}, "at least 12 characters"),
+        ({"FIRST_SUPERUSER_PASSWORD": "short-pass1"}, "at least 12 characters"),
+        (
+            {"FIRST_SUPERUSER": "root@example.com", "FIRST_SUPERUSER_PASSWORD": "Root@Example.com"},
+            "must not be the superuser's email",
+        ),
+        ({"BACKEND_CORS_ORIGINS": "null"}, "may not contain 'null'"),
+        ({"BACKEND_CORS_ORIGINS": "https://a.example,https://*.example"}, "'https://\\*.example'"),
+        ({"ARGON2_MEMORY_COST": 19455}, "below the OWASP minimum"),
+        ({"ARGON2_TIME_COST": 1}, "below the OWASP minimum"),
+        ({"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 47103}, "below the OWASP minimum"),
     ],
 )
 def test_production_refuses_unsafe_settings(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         production(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("memory", "time"), [(19456, 2), (47104, 1), (12288, 3), (9216, 4), (7168, 5), (65536, 3)]
+)
+def test_production_accepts_owasp_argon2_costs(memory: int, time: int) -> None:
+    production(ARGON2_MEMORY_COST=memory, ARGON2_TIME_COST=time)
+
+
+def test_production_reports_every_problem_at_once_one_per_line() -> None:
+    with pytest.raises(ValidationError) as refused:
+        production(
+            SECRET_KEY="a" * 38,
+            FIRST_SUPERUSER_PASSWORD="x",
+            BACKEND_CORS_ORIGINS="null",
+            ARGON2_TIME_COST=1,
+            DATABASE_URL="sqlite:///./app.db",
+        )
+    lines = str(refused.value).splitlines()
+    for field in (
+        "SECRET_KEY",
+        "FIRST_SUPERUSER_PASSWORD",
+        "BACKEND_CORS_ORIGINS",
+        "ARGON2_MEMORY_COST",
+        "DATABASE_URL",
+    ):
+        assert sum(line.startswith(field) for line in lines) == 1, (field, lines)
 
 
 def test_refusal_does_not_echo_the_secret() -> None:
@@ -73,3 +118,23 @@ def test_cors_origins_are_comma_separated_or_json_in_the_environment(
         "http://a.example",
         "https://b.example",
     ]
+
+
+def test_an_invalid_setting_stops_the_process_with_one_line_and_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env file
+    monkeypatch.setenv("REDIS_URL", "http://not-redis")
+    monkeypatch.setenv("SMTP_PORT", "0")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    assert stopped.value.code == 3  # uvicorn's "failed to start"
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "refusing to start, the settings are invalid:"
+    assert "  REDIS_URL must start with redis://, rediss:// or unix://" in lines
+    assert any(line.startswith("  SMTP_PORT: ") for line in lines), lines
+    assert len(lines) == 3

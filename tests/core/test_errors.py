@@ -24,7 +24,7 @@ async def test_unknown_route_is_a_problem(client: httpx2.AsyncClient) -> None:
 async def test_wrong_method_is_a_problem(client: httpx2.AsyncClient) -> None:
     response = await client.put("/utils/health-check/")
     assert_problem(response, 405)
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, HEAD"
 
 
 async def test_405_lists_every_method_of_the_path(
@@ -33,7 +33,7 @@ async def test_405_lists_every_method_of_the_path(
     # The path's methods live on three routes; Starlette alone would name only the first.
     response = await client.post(f"/users/{uuid.uuid4()}", headers=superuser_headers)
     assert_problem(response, 405)
-    assert response.headers["allow"] == "GET, PATCH, DELETE"
+    assert response.headers["allow"] == "GET, HEAD, PATCH, DELETE"
 
 
 async def test_a_literal_path_is_not_taken_for_an_id(

@@ -457,7 +457,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     migrate(env)
     port = free_port()
     log_path = workdir / "server.log"
-    server = start_server(port, env, log_path, workers=args.workers)
+    server = start_server(port, env, log_path, "--workers", str(args.workers))
     try:
         state, verdict, rss_start, rss_end = asyncio.run(soak(args, port, server))
     except BaseException:
