@@ -17,8 +17,8 @@ from app.core.headers import ResponseHeadersMiddleware
 from app.core.limits import BodySizeLimitMiddleware, refuse_control_characters_in_path
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
 from app.core.problems import install_error_handlers, problem_responses
-from app.core.startup import run_when_database_ready
 from app.core.shutdown import AnswerCancelledRequests
+from app.core.startup import run_when_database_ready
 from app.core.throttle import Throttle
 from app.emails.service import EmailSender
 from app.users.deps import get_current_user
