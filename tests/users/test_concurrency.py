@@ -88,9 +88,11 @@ def _race_updates(monkeypatch: pytest.MonkeyPatch, settings: Settings, *, key: s
     race = Race(parties=1 if settings.is_sqlite else N)
     update = crud.update
 
-    async def racing_update(session: AsyncSession, user: User, *, changes: Any) -> User:
+    async def racing_update(
+        session: AsyncSession, user: User, *, changes: Any, **options: Any
+    ) -> User:
         await race.arrive(str(changes[key]), user.version)
-        return await update(session, user, changes=changes)
+        return await update(session, user, changes=changes, **options)
 
     monkeypatch.setattr(crud, "update", racing_update)
     return race
