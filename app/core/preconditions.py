@@ -125,10 +125,12 @@ IfMatchDep = Annotated[IfMatch, Depends(_if_match)]
 IfNoneMatchDep = Annotated[str | None, Depends(_if_none_match)]
 
 
-def not_modified(if_none_match: str | None, version: int) -> Response | None:
-    """A 304 with the ETag when `If-None-Match` names this version (or is `*`); else None."""
+def not_modified(if_none_match: str | None, version: int, response: Response) -> Response | None:
+    """A 304 with the ETag when `If-None-Match` names this version (or is `*`); otherwise None,
+    and `response` carries the ETag: `return not_modified(...) or row`."""
     if if_none_match is not None and _names(if_none_match, version, weak=True):
         return Response(status_code=304, headers={ETAG: etag(version)})
+    tag(response, version)
     return None
 
 

@@ -22,7 +22,7 @@ class IdempotencyKey(UUIDPrimaryKey, CreatedAt, Base):
     # No foreign key: `users` depends on this feature (its POST /users/ takes keys), not the other
     # way round. A deleted user's keys are forgotten when they expire; user ids are never reused.
     user_id: Mapped[uuid.UUID]
-    # The route the key was used on: `POST /api/v1/items/`.
+    # The route the key was used on: `POST /items/` (the route, as its router declares it).
     scope: Mapped[str] = mapped_column(String(255))
     key: Mapped[str] = mapped_column(String(255))
     # A keyed hash of the validated request body: the same key with another body is refused.

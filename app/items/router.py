@@ -62,10 +62,7 @@ async def create_item(
 async def read_item(
     item: OwnedItem, if_none_match: IfNoneMatchDep, response: Response
 ) -> Item | Response:
-    if (unchanged := not_modified(if_none_match, item.version)) is not None:
-        return unchanged
-    tag(response, item.version)
-    return item
+    return not_modified(if_none_match, item.version, response) or item
 
 
 async def _update(

@@ -63,10 +63,7 @@ async def register_user(
 async def read_user_me(
     user: CurrentUser, if_none_match: IfNoneMatchDep, response: Response
 ) -> User | Response:
-    if (unchanged := not_modified(if_none_match, user.version)) is not None:
-        return unchanged
-    tag(response, user.version)
-    return user
+    return not_modified(if_none_match, user.version, response) or user
 
 
 @router.patch("/me", response_model=UserPublic, responses=write_responses())
@@ -145,10 +142,7 @@ async def read_user_by_id(
     user: VisibleUser, if_none_match: IfNoneMatchDep, response: Response
 ) -> User | Response:
     """Anyone may read themself; only a superuser may read others."""
-    if (unchanged := not_modified(if_none_match, user.version)) is not None:
-        return unchanged
-    tag(response, user.version)
-    return user
+    return not_modified(if_none_match, user.version, response) or user
 
 
 @router.patch(

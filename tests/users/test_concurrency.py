@@ -13,6 +13,9 @@ one generation: one 200, four refusals. On SQLite a request holds the process's 
 from its first read to its commit (`app.core.db`), so a request that writes reads only after the
 previous one committed: five generations of one request each, five 200s, and nothing is lost.
 A password change releases the connection while hashing, so there the requests race on both.
+
+With `If-Match` the refusals are 412s that name the winner's ETag; of concurrent deletes of one
+account, one is a 200 and the others 404s.
 """
 
 import asyncio
