@@ -1,10 +1,12 @@
 from fastapi import APIRouter, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import crud as core_crud
 from app.core.deps import SessionDep
 from app.core.pagination import PageDep
 from app.core.preconditions import (
     ETAG_HEADERS,
+    IfMatch,
     IfMatchDep,
     IfNoneMatchDep,
     not_modified,
@@ -66,12 +68,13 @@ async def read_item(
 
 
 async def _update(
-    session: SessionDep,
+    session: AsyncSession,
     item: Item,
-    if_match: IfMatchDep,
+    if_match: IfMatch,
     response: Response,
     changes: dict[str, object],
 ) -> Item:
+    """PUT and PATCH: the changes, if `If-Match` holds (see `app.core.preconditions`)."""
     with if_match.write(item.version):
         await core_crud.update_versioned(
             session, item, changes=changes, any_version=if_match.any_version, gone=ItemNotFound
