@@ -231,3 +231,25 @@ async def test_the_headers_are_in_the_openapi_document(client: httpx2.AsyncClien
     assert "ETag" in item["get"]["responses"]["304"]["headers"]
     assert "ETag" in item["get"]["responses"]["200"]["headers"]
     assert "ETag" in item["patch"]["responses"]["200"]["headers"]
+
+
+async def test_a_browser_client_of_another_origin_can_read_the_etag(
+    client: httpx2.AsyncClient, item: Item, user_headers: dict[str, str]
+) -> None:
+    # The test settings allow the template's frontend origin (tests/conftest.py).
+    response = await client.get(
+        f"/items/{item.id}", headers={**user_headers, "Origin": "http://localhost:5173"}
+    )
+    exposed = {
+        h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")
+    }
+    assert {"etag", "idempotent-replayed"} <= exposed
+    preflight = await client.options(
+        f"/items/{item.id}",
+        headers={
+            "Origin": "http://localhost:5173",
+            "Access-Control-Request-Method": "PATCH",
+            "Access-Control-Request-Headers": "if-match, idempotency-key",
+        },
+    )
+    assert preflight.status_code == 200
