@@ -154,3 +154,41 @@ async def test_an_update_that_races_a_delete_finds_nothing(
     assert removed.status_code == 200
     assert_problem(patched, 404, type_="urn:problem:item-not-found")
     assert await _stored(engine, url) is None
+
+
+async def test_concurrent_writes_without_if_match_never_lose_an_acknowledged_one(
+    committing_client: httpx2.AsyncClient,  # noqa: F811
+    engine: AsyncEngine,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without If-Match the last write wins, but two writes in flight at once on one item do not
+    # silently undo each other: on PostgreSQL all read version 1, one is stored and the others
+    # are 409s (read again, retry); on SQLite they run one after the other and all are stored.
+    headers, url = await _item(committing_client)
+    race = _race_writes(monkeypatch, settings, "update_versioned")
+
+    responses = await asyncio.gather(
+        *(
+            committing_client.patch(url, headers=headers, json={"title": f"Title {n}"})
+            for n in range(N)
+        )
+    )
+
+    statuses = [response.status_code for response in responses]
+    saved = await _stored(engine, url)
+    assert saved is not None
+    if settings.is_sqlite:
+        assert statuses == [200] * N
+        assert saved.version == 1 + N
+    else:
+        _raced(race, settings)
+        assert sorted(statuses) == [200] + [409] * (N - 1), statuses
+        for response in responses:
+            if response.status_code == 409:
+                assert_problem(response, 409, type_="urn:problem:concurrent-update")
+        assert saved.version == 2
+    last = max(
+        (r for r in responses if r.status_code == 200), key=lambda r: int(r.headers["etag"][1:-1])
+    )
+    assert saved.title == last.json()["title"]
