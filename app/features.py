@@ -43,11 +43,17 @@ class Feature:
 FEATURES: tuple[Feature, ...] = (
     # The outbox and its sender: `service.enqueue()` and the `Composed` a feature's mail.py makes.
     Feature("emails", public=("service",)),
+    # `Idempotency-Key` on create routes: `deps.IdempotencyDep`, and the replay of a stored answer.
+    Feature("idempotency", public=("deps",)),
     # Accounts, and who is calling (`users.deps`: CurrentUser, SuperUser) for every other feature.
-    Feature("users", uses=("emails",), public=("deps", "errors", "models", "schemas", "service")),
+    Feature(
+        "users",
+        uses=("emails", "idempotency"),
+        public=("deps", "errors", "models", "schemas", "service"),
+    ),
     Feature("utils", uses=("users", "emails")),
     Feature("auth", uses=("users", "emails"), public=("deps", "service", "schemas")),
-    Feature("items", uses=("users",)),
+    Feature("items", uses=("users", "idempotency")),
     Feature("oidc", uses=("users", "auth")),
 )
 

@@ -79,7 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=True,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=[REQUEST_ID_HEADER],
+            # A browser client reads these (app.core.preconditions, app.idempotency.deps).
+            expose_headers=[REQUEST_ID_HEADER, "ETag", "Idempotent-Replayed"],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     # Inside the headers middleware, so its 503 carries them too.

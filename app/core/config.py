@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     USERS_OPEN_REGISTRATION: bool = True
     """Whether anyone may sign up through `POST /users/signup`."""
 
+    IDEMPOTENCY_KEY_TTL_HOURS: int = Field(default=24, ge=1)
+    """How long an `Idempotency-Key` of `POST /items/` or `POST /users/` is remembered: a retry
+    with it within this time gets the first answer again; after it, the key is new again."""
+
     ARGON2_TIME_COST: int = Field(default=3, ge=1)
     """argon2id iterations. OWASP minimum: 2 (with 19 MiB)."""
 

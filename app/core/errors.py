@@ -35,6 +35,18 @@ class Conflict(AppError):
     detail = "The request conflicts with existing data"
 
 
+class ConcurrentUpdate(Conflict):
+    """A compare-and-set write found the row changed by another request since this one read it
+    (`app.core.crud.update_versioned`); `current_version` is the version it has now."""
+
+    code = "concurrent-update"
+    detail = "It was changed by another request at the same time; reload it and retry"
+
+    def __init__(self, current_version: int, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.current_version = current_version
+
+
 class Forbidden(AppError):
     status_code = 403
     title = "Forbidden"

@@ -1,6 +1,7 @@
 """Database access for items. Flushes, never commits; raises domain errors, never HTTP ones.
 
-Updates and deletes are the shared `app.core.crud` helpers: nothing about them is item-specific.
+Updates and deletes are the shared compare-and-set helpers of `app.core.crud`
+(`update_versioned`, `delete_versioned`): nothing about them is item-specific.
 """
 
 import uuid

@@ -15,7 +15,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.core import crud as core_crud
 from app.core.db import utcnow
 from app.core.pagination import PageParams, Rows, paginate
-from app.users.errors import EmailAlreadyRegistered
+from app.users.errors import EmailAlreadyRegistered, UserNotFound
 from app.users.models import User, UserSession
 
 
@@ -59,10 +59,22 @@ async def create(
     return user
 
 
-async def update(session: AsyncSession, user: User, *, changes: Mapping[str, Any]) -> User:
-    """Apply column changes; EmailAlreadyRegistered when the new email is taken."""
+async def update(
+    session: AsyncSession, user: User, *, changes: Mapping[str, Any], any_version: bool = False
+) -> User:
+    """Apply column changes if the account is still at the version `user` was read at (any
+    version: `any_version`); EmailAlreadyRegistered when the new email is taken,
+    ConcurrentUpdate or UserNotFound when it changed or was deleted meanwhile."""
     with _email_taken_is_a_conflict():
-        return await core_crud.update(session, user, changes=changes)
+        return await core_crud.update_versioned(
+            session, user, changes=changes, any_version=any_version, gone=UserNotFound
+        )
+
+
+async def delete(session: AsyncSession, user: User, *, any_version: bool = False) -> None:
+    """Delete the account (the database deletes what it owns) if it is still at the version
+    `user` was read at; of concurrent deletes, one succeeds and the others get UserNotFound."""
+    await core_crud.delete_versioned(session, user, any_version=any_version, gone=UserNotFound)
 
 
 async def replace_password(

@@ -9,7 +9,6 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core import crud as core_crud
 from app.core.config import Settings
 from app.core.db import release_connection
 from app.core.security import Passwords, get_passwords
@@ -41,13 +40,25 @@ async def find_by_email(session: AsyncSession, email: str) -> User | None:
     return None if "\x00" in email else await crud.get_by_email(session, email)
 
 
-async def create(
-    session: AsyncSession, passwords: Passwords, *, user_in: UserCreate, welcome: bool = False
-) -> User:
-    """Create an account with a freshly hashed password; `welcome` queues the new-account email
-    in the same transaction."""
+async def hash_password(session: AsyncSession, passwords: Passwords, password: str) -> str:
+    """Hash a new password with the connection released: before the request writes anything."""
     await release_connection(session)
-    hashed_password = await passwords.hash(user_in.password)
+    return await passwords.hash(password)
+
+
+async def create(
+    session: AsyncSession,
+    passwords: Passwords,
+    *,
+    user_in: UserCreate,
+    welcome: bool = False,
+    hashed_password: str | None = None,
+) -> User:
+    """Create an account with a freshly hashed password (or `hashed_password`, from
+    `hash_password`, for a caller that writes between hashing and creating); `welcome` queues the
+    new-account email in the same transaction."""
+    if hashed_password is None:
+        hashed_password = await hash_password(session, passwords, user_in.password)
     user = await crud.create(
         session,
         email=user_in.email,
@@ -110,9 +121,11 @@ async def end_all_sessions(session: AsyncSession, user: User, *, reason: str) ->
     log.info("auth.sessions_ended", user_id=str(user.id), reason=reason, sessions=ended)
 
 
-async def update_me(session: AsyncSession, user: User, *, user_in: UserUpdateMe) -> User:
+async def update_me(
+    session: AsyncSession, user: User, *, user_in: UserUpdateMe, any_version: bool = False
+) -> User:
     changes = user_in.model_dump(exclude_unset=True)
-    return await crud.update(session, user, changes=changes)
+    return await crud.update(session, user, changes=changes, any_version=any_version)
 
 
 async def update(
@@ -122,8 +135,10 @@ async def update(
     *,
     user_in: UserUpdate,
     acting_user: User,
+    any_version: bool = False,
 ) -> User:
-    """A superuser's update of any account, including their own."""
+    """A superuser's update of any account, including their own; only if it is still at the
+    version `user` was read at (`any_version`: at any version)."""
     changes: dict[str, Any] = user_in.model_dump(exclude_unset=True, exclude={"confirm_password"})
     if user.id == acting_user.id and (
         changes.get("is_superuser") is False or changes.get("is_active") is False
@@ -151,7 +166,7 @@ async def update(
                 field=field,
                 value=changes[field],
             )
-    updated = await crud.update(session, user, changes=changes)
+    updated = await crud.update(session, user, changes=changes, any_version=any_version)
     if reasons:
         await end_all_sessions(session, user, reason=",".join(reasons))
     return updated
@@ -190,10 +205,14 @@ async def set_password(
     return True
 
 
-async def delete(session: AsyncSession, user: User, *, acting_user: User) -> None:
+async def delete(
+    session: AsyncSession, user: User, *, acting_user: User, any_version: bool = False
+) -> None:
+    """Delete an account if it is still at the version `user` was read at (`any_version`: at
+    any version); UserNotFound when a concurrent request deleted it first."""
     if user.id == acting_user.id and user.is_superuser:
         raise CannotChangeSelf("Superusers may not delete themselves")
-    await core_crud.delete(session, user)
+    await crud.delete(session, user, any_version=any_version)
 
 
 async def ensure_superuser(

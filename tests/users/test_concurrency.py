@@ -13,6 +13,9 @@ one generation: one 200, four refusals. On SQLite a request holds the process's 
 from its first read to its commit (`app.core.db`), so a request that writes reads only after the
 previous one committed: five generations of one request each, five 200s, and nothing is lost.
 A password change releases the connection while hashing, so there the requests race on both.
+
+With `If-Match` the refusals are 412s that name the winner's ETag; of concurrent deletes of one
+account, one is a 200 and the others 404s.
 """
 
 import asyncio
@@ -88,9 +91,11 @@ def _race_updates(monkeypatch: pytest.MonkeyPatch, settings: Settings, *, key: s
     race = Race(parties=1 if settings.is_sqlite else N)
     update = crud.update
 
-    async def racing_update(session: AsyncSession, user: User, *, changes: Any) -> User:
+    async def racing_update(
+        session: AsyncSession, user: User, *, changes: Any, **options: Any
+    ) -> User:
         await race.arrive(str(changes[key]), user.version)
-        return await update(session, user, changes=changes)
+        return await update(session, user, changes=changes, **options)
 
     monkeypatch.setattr(crud, "update", racing_update)
     return race
@@ -245,3 +250,83 @@ async def test_concurrent_admin_updates_never_lose_an_acknowledged_one(
         stored_version=stored.version,
         settings=settings,
     )
+
+
+async def _admin_and_account(
+    client: httpx2.AsyncClient, engine: AsyncEngine
+) -> tuple[dict[str, str], uuid.UUID]:
+    admin_email = _committed_email("admin-")
+    async with AsyncSession(engine) as session:
+        session.add(UserFactory.build(email=admin_email, password="admin-pass", is_superuser=True))
+        await session.commit()
+    token = (await login(client, admin_email, "admin-pass")).json()["access_token"]
+    email = _committed_email()
+    await signup_and_login(client, email)
+    return {"Authorization": f"Bearer {token}"}, await _user_id(engine, email)
+
+
+async def test_concurrent_deletes_of_an_account_one_succeeds_the_others_find_nothing(
+    committing_client: httpx2.AsyncClient,  # noqa: F811
+    engine: AsyncEngine,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    admin, user_id = await _admin_and_account(committing_client, engine)
+    race = Race(parties=1 if settings.is_sqlite else N)
+    delete = crud.delete
+
+    async def racing_delete(session: AsyncSession, user: User, **options: Any) -> None:
+        await race.arrive(str(len(race.read)), user.version)
+        await delete(session, user, **options)
+
+    monkeypatch.setattr(crud, "delete", racing_delete)
+
+    responses = await asyncio.gather(
+        *(committing_client.delete(f"/users/{user_id}", headers=admin) for _ in range(N))
+    )
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [200] + [404] * (N - 1), statuses
+    for response in responses:
+        if response.status_code == 404:
+            assert_problem(response, 404, type_="urn:problem:user-not-found")
+    if not settings.is_sqlite:
+        assert len(race.read) == N, "every delete read the account before one was stored"
+    async with AsyncSession(engine) as session:
+        assert await session.get(User, user_id) is None
+
+
+async def test_concurrent_admin_updates_with_one_if_match_one_is_stored_the_others_get_412(
+    committing_client: httpx2.AsyncClient,  # noqa: F811
+    engine: AsyncEngine,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    admin, user_id = await _admin_and_account(committing_client, engine)
+    read = await committing_client.get(f"/users/{user_id}", headers=admin)
+    race = _race_updates(monkeypatch, settings, key="full_name")
+    names = [f"Name {n}" for n in range(N)]
+
+    responses = await asyncio.gather(
+        *(
+            committing_client.patch(
+                f"/users/{user_id}",
+                headers={**admin, "If-Match": read.headers["etag"]},
+                json={"full_name": name},
+            )
+            for name in names
+        )
+    )
+
+    statuses = [response.status_code for response in responses]
+    assert sorted(statuses) == [200] + [412] * (N - 1), statuses
+    winner = responses[statuses.index(200)]
+    for response in responses:
+        if response.status_code == 412:
+            assert_problem(response, 412, type_="urn:problem:precondition-failed")
+            assert response.headers["etag"] == winner.headers["etag"]
+    if not settings.is_sqlite:
+        assert len(race.read) == N, "every update read the account before one was stored"
+    stored = await _stored(engine, user_id)
+    assert stored.full_name == winner.json()["full_name"]
+    assert f'"{stored.version}"' == winner.headers["etag"]
