@@ -8,12 +8,15 @@ and migrated once per run. On a SQLite run of the suite the PostgreSQL is `TEST_
 
 import asyncio
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import anyio
 import asyncpg  # type: ignore[import-untyped]
 import httpx2
 import pytest
@@ -23,8 +26,11 @@ from sqlalchemy.engine import URL, make_url
 from app.core.config import Settings, normalize_database_url
 from app.core.db import create_engine
 from app.main import create_app
-from tests.conftest import _reset_and_migrate
+from tests.benchmarks.server import free_port, server_command
+from tests.conftest import TEST_SECRET, _reset_and_migrate
 from tests.core.faultproxy import FaultProxy
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -143,3 +149,67 @@ async def recovered(
         while (await call()).status_code != status:  # noqa: ASYNC110 - the state is elsewhere
             await asyncio.sleep(0.05)
     return time.monotonic() - started
+
+
+def server_env(database_url: str, **changes: str) -> dict[str, str]:
+    """The environment of a real server on `database_url` (through the proxy), with the short
+    limits of these tests and cheap hashing."""
+    return {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": TEST_SECRET,
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_COST": "8192",
+        "ARGON2_PARALLELISM": "1",
+        "EMAIL_SENDER": "false",
+        "REDIS_URL": "",
+        "LOG_LEVEL": "INFO",
+        "LOG_JSON": "true",
+        **{name: str(value) for name, value in TIMEOUTS.items()},
+        **changes,
+    }
+
+
+async def eventually(client: httpx2.AsyncClient, path: str, status: int, within: float) -> Any:
+    """The first answer of `GET path` with `status`, polling (a server may not listen yet)."""
+    async with asyncio.timeout(within):
+        while True:
+            try:
+                response = await client.get(path)
+                if response.status_code == status:
+                    return response
+            except httpx2.TransportError:
+                pass  # not listening yet
+            await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def real_server(env: dict[str, str], log_path: Path) -> AsyncIterator[httpx2.AsyncClient]:
+    """The app as the Dockerfile starts it (`app.serve`, the bounded protocol), in a process of
+    its own, and a client of it once it is live; stopped (SIGTERM) at the end."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(  # noqa: S603, ASYNC220 - our interpreter, fixed arguments
+            server_command(port),
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1") as client:
+            await eventually(client, "/utils/live/", 200, within=30)
+            yield client
+            if server.poll() is not None:
+                output = await anyio.Path(log_path).read_text()
+                raise AssertionError(f"the server exited ({server.returncode}):\n{output}")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

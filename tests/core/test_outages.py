@@ -9,6 +9,7 @@ connection, then for a new one (or for the ping of an old one): twice the limit,
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -259,6 +260,26 @@ async def test_a_commit_that_fails_is_a_503_and_nothing_is_stored(
 ) -> None:
     # The commit runs before the response is sent: a 2xx here would be a lie.
     async with outage.serving(app_settings) as (_, client):
+        headers = await outage.signed_in(client)
+        title = f"uncommitted-{uuid.uuid4().hex}"
+        proxy.reset_on_commit()
+        response = await client.post("/items/", headers=headers, json={"title": title})
+        assert proxy.commits_reset == 1
+        assert_unavailable(response)
+        assert not await row_exists(outage_url, title)
+
+        response = await client.post("/items/", headers=headers, json={"title": title})
+        assert response.status_code == 201
+        assert await row_exists(outage_url, title)
+
+
+async def test_a_real_server_answers_503_not_201_when_its_commit_fails(
+    app_settings: Settings, proxy: FaultProxy, outage_url: URL, tmp_path: Path
+) -> None:
+    # Through a real server: were the commit ever moved after the response (a background task,
+    # a dependency that commits on exit after sending), this client would read a 201.
+    env = outage.server_env(app_settings.DATABASE_URL)
+    async with outage.real_server(env, tmp_path / "server.log") as client:
         headers = await outage.signed_in(client)
         title = f"uncommitted-{uuid.uuid4().hex}"
         proxy.reset_on_commit()

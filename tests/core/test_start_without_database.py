@@ -2,12 +2,8 @@
 normally once it is there, first superuser included, without a restart."""
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
@@ -19,30 +15,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.core.config import Settings
 from app.main import create_app
 from app.users.models import User
-from tests.benchmarks.server import free_port
-from tests.conftest import TEST_SECRET, alembic_config
+from tests.conftest import alembic_config
 from tests.core import outage
 from tests.core.faultproxy import FaultProxy
 from tests.helpers import assert_problem
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "first-superuser-password"
-HOST = "127.0.0.1"
-UVICORN = (sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host")
-
-
-async def _eventually(client: httpx2.AsyncClient, path: str, status: int, within: float) -> Any:
-    async with asyncio.timeout(within):
-        while True:
-            try:
-                response = await client.get(path)
-                if response.status_code == status:
-                    return response
-            except httpx2.TransportError:
-                pass  # not listening yet
-            await asyncio.sleep(0.1)
 
 
 async def test_a_server_started_while_postgresql_is_down_serves_then_recovers(
@@ -51,62 +31,25 @@ async def test_a_server_started_while_postgresql_is_down_serves_then_recovers(
     proxy.refuse()  # down before the server starts
     admin_email = f"first-admin-{uuid.uuid4().hex[:8]}@example.com"
     through = outage.app_settings(Settings(_env_file=None), outage_url, proxy).DATABASE_URL
-    port = free_port()
-    env = {
-        **os.environ,
-        "ENVIRONMENT": "test",
-        "DATABASE_URL": through,
-        "SECRET_KEY": TEST_SECRET,
-        "FIRST_SUPERUSER": admin_email,
-        "FIRST_SUPERUSER_PASSWORD": PASSWORD,
-        "ARGON2_TIME_COST": "1",
-        "ARGON2_MEMORY_COST": "8192",
-        "ARGON2_PARALLELISM": "1",
-        "EMAIL_SENDER": "false",
-        "REDIS_URL": "",
-        "LOG_LEVEL": "INFO",
-        "LOG_JSON": "true",
-        **{name: str(value) for name, value in outage.TIMEOUTS.items()},
-    }
     log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(  # noqa: S603, ASYNC220 - our interpreter, fixed arguments
-            [*UVICORN, HOST, "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        async with httpx2.AsyncClient(base_url=f"http://{HOST}:{port}/api/v1") as client:
-            await _eventually(client, "/utils/live/", 200, within=20)
-            assert server.poll() is None, log_path.read_text()
-            ready = await client.get("/utils/ready/")
-            assert assert_problem(ready, 503)["checks"] == {"database": "unavailable"}
-            assert ready.headers["retry-after"] == "1"
-            login = {"username": admin_email, "password": PASSWORD}
-            response = await client.post("/login/access-token", data=login)
-            assert_problem(response, 503, type_="urn:problem:database-unavailable")
-            assert response.headers["retry-after"] == "1"
+    env = outage.server_env(through, FIRST_SUPERUSER=admin_email, FIRST_SUPERUSER_PASSWORD=PASSWORD)
+    async with outage.real_server(env, log_path) as client:
+        ready = await client.get("/utils/ready/")
+        assert assert_problem(ready, 503)["checks"] == {"database": "unavailable"}
+        assert ready.headers["retry-after"] == "1"
+        login = {"username": admin_email, "password": PASSWORD}
+        response = await client.post("/login/access-token", data=login)
+        assert_problem(response, 503, type_="urn:problem:database-unavailable")
+        assert response.headers["retry-after"] == "1"
 
-            await proxy.restore()
-            await _eventually(client, "/utils/ready/", 200, within=10)
-            # The bootstrap retries with backoff: the superuser is there soon after.
-            async with asyncio.timeout(10):
+        await proxy.restore()
+        await outage.eventually(client, "/utils/ready/", 200, within=10)
+        # The bootstrap retries with backoff: the superuser is there soon after.
+        async with asyncio.timeout(10):
+            response = await client.post("/login/access-token", data=login)
+            while response.status_code != 200:
+                await asyncio.sleep(0.2)
                 response = await client.post("/login/access-token", data=login)
-                while response.status_code != 200:
-                    await asyncio.sleep(0.2)
-                    response = await client.post("/login/access-token", data=login)
-            assert server.poll() is None
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
     logged = log_path.read_text()
     assert "startup.database_unavailable" in logged
     assert "user.first_superuser_created" in logged
@@ -139,7 +82,7 @@ async def test_an_unmigrated_database_is_served_with_503_until_it_is_migrated(
             async with engine.begin() as connection:
                 await connection.run_sync(_migrate)
             try:
-                await _eventually(client, "/utils/ready/", 200, within=5)
+                await outage.eventually(client, "/utils/ready/", 200, within=5)
                 async with asyncio.timeout(5):
                     while True:
                         async with engine.connect() as connection:
