@@ -22,8 +22,10 @@ from app.core.security import (
 )
 
 
-def _app_settings(request: Request) -> Settings:
-    # The settings the app was built with (tests build apps with their own).
+async def _app_settings(request: Request) -> Settings:
+    # The settings the app was built with (tests build apps with their own). `async def`, like
+    # every dependency that does not block: FastAPI runs a plain `def` in the threadpool, a
+    # thread hop on every request for a dictionary lookup.
     settings: Settings = request.app.state.settings
     return settings
 
@@ -31,7 +33,7 @@ def _app_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(_app_settings)]
 
 
-def _passwords(settings: SettingsDep) -> Passwords:
+async def _passwords(settings: SettingsDep) -> Passwords:
     return get_passwords(settings)
 
 

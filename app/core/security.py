@@ -237,7 +237,13 @@ class AccessToken:
 
 
 def _key(settings: Settings) -> OctKey:
-    return OctKey.import_key(settings.SECRET_KEY)
+    return _imported_key(settings.SECRET_KEY)
+
+
+@lru_cache(maxsize=4)
+def _imported_key(secret: str) -> OctKey:
+    # Imported once per secret, not at every encode and decode (a hot path: every request).
+    return OctKey.import_key(secret)
 
 
 def credential_fingerprint(hashed_password: str, settings: Settings) -> str:
