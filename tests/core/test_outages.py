@@ -255,22 +255,29 @@ async def test_a_read_only_database_refuses_writes_with_503_and_serves_reads(
         await admin.close()
 
 
+async def assert_failed_commit_is_a_503(
+    client: httpx2.AsyncClient, proxy: FaultProxy, outage_url: URL
+) -> None:
+    """A create whose COMMIT the proxy resets is a 503 and stores nothing; the retry stores it."""
+    headers = await outage.signed_in(client)
+    title = f"uncommitted-{uuid.uuid4().hex}"
+    proxy.reset_on_commit()
+    response = await client.post("/items/", headers=headers, json={"title": title})
+    assert proxy.commits_reset == 1
+    assert_unavailable(response)
+    assert not await row_exists(outage_url, title)
+
+    response = await client.post("/items/", headers=headers, json={"title": title})
+    assert response.status_code == 201
+    assert await row_exists(outage_url, title)
+
+
 async def test_a_commit_that_fails_is_a_503_and_nothing_is_stored(
     app_settings: Settings, proxy: FaultProxy, outage_url: URL
 ) -> None:
     # The commit runs before the response is sent: a 2xx here would be a lie.
     async with outage.serving(app_settings) as (_, client):
-        headers = await outage.signed_in(client)
-        title = f"uncommitted-{uuid.uuid4().hex}"
-        proxy.reset_on_commit()
-        response = await client.post("/items/", headers=headers, json={"title": title})
-        assert proxy.commits_reset == 1
-        assert_unavailable(response)
-        assert not await row_exists(outage_url, title)
-
-        response = await client.post("/items/", headers=headers, json={"title": title})
-        assert response.status_code == 201
-        assert await row_exists(outage_url, title)
+        await assert_failed_commit_is_a_503(client, proxy, outage_url)
 
 
 async def test_a_real_server_answers_503_not_201_when_its_commit_fails(
@@ -280,17 +287,7 @@ async def test_a_real_server_answers_503_not_201_when_its_commit_fails(
     # a dependency that commits on exit after sending), this client would read a 201.
     env = outage.server_env(app_settings.DATABASE_URL)
     async with outage.real_server(env, tmp_path / "server.log") as client:
-        headers = await outage.signed_in(client)
-        title = f"uncommitted-{uuid.uuid4().hex}"
-        proxy.reset_on_commit()
-        response = await client.post("/items/", headers=headers, json={"title": title})
-        assert proxy.commits_reset == 1
-        assert_unavailable(response)
-        assert not await row_exists(outage_url, title)
-
-        response = await client.post("/items/", headers=headers, json={"title": title})
-        assert response.status_code == 201
-        assert await row_exists(outage_url, title)
+        await assert_failed_commit_is_a_503(client, proxy, outage_url)
 
 
 async def test_the_email_sender_survives_an_outage_and_resumes(

@@ -39,10 +39,6 @@ from time import perf_counter
 from typing import Any
 
 import httpx2
-from sqlalchemy import text
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import API_V1_PREFIX
 from tests.benchmarks.server import (
@@ -52,7 +48,6 @@ from tests.benchmarks.server import (
     migrate,
     print_log_tail,
     run_in_workdir,
-    server_env,
     start_server,
     stop_server,
     throwaway_database,
@@ -60,6 +55,7 @@ from tests.benchmarks.server import (
     wait_until_healthy,
 )
 from tests.soak.ledger import Ledger, State, Verdict, verify
+from tests.soak.server import ensure_database, server_rss_kib, soak_env
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/soak"
 PASSWORD = "soak-password-0123"  # a throwaway account on a throwaway database
@@ -319,61 +315,6 @@ class Client:
             self.soak.ledger.stale_writes_refused += 1
         elif response.status_code != 404:
             self.soak.problems.append(f"DELETE answered {_describe(response)}")
-
-
-# --- server and database ----------------------------------------------------------------------
-
-
-def server_rss_kib(pid: int) -> int:
-    """Resident memory of the server and its workers: every process of its session."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.getsid(int(entry.name)) != pid:
-                continue
-            status = (entry / "status").read_text()
-        except (OSError, ProcessLookupError):
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total
-
-
-async def ensure_database(url: URL) -> None:
-    """Create the PostgreSQL database when it does not exist yet."""
-    if url.get_backend_name() == "sqlite":
-        return
-    engine = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            exists = await connection.scalar(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
-            )
-            if not exists:
-                await connection.execute(text(f'CREATE DATABASE "{url.database}"'))
-    except (OSError, DBAPIError) as error:
-        raise BenchmarkError(f"cannot reach PostgreSQL: {error}") from error
-    finally:
-        await engine.dispose()
-
-
-def soak_env(url: URL) -> dict[str, str]:
-    env = server_env(url)
-    env.update(
-        # Every client signs up from 127.0.0.1; the per-address limit is for the open internet.
-        THROTTLE_SIGNUP_PER_ADDRESS="1000000/hour",
-        # The OWASP minimum: the soak measures the service, not argon2.
-        ARGON2_TIME_COST="2",
-        ARGON2_MEMORY_COST="19456",
-        ARGON2_PARALLELISM="1",
-        # As the image runs (Dockerfile): without it, glibc's per-thread arenas keep what the
-        # hashing threads freed, and the memory figures measure that instead of the service.
-        MALLOC_ARENA_MAX=os.environ.get("MALLOC_ARENA_MAX", "2"),
-    )
-    return env
 
 
 # --- the run ----------------------------------------------------------------------------------
