@@ -1,15 +1,33 @@
 """Which database failures mean "unavailable, retry later" (503) rather than a bug (500), and
-the driver glue that makes each of them reach the app as a SQLAlchemy error.
+the asyncpg driver glue: each of those failures reaches the app as a SQLAlchemy error, and a
+request pays for no round trip that its work does not need.
 
 asyncpg raises a refused or reset socket and its own timeouts as bare `OSError` and
 `TimeoutError`; SQLAlchemy wraps only DB-API errors, so these used to bypass every database
 handler (a 500), and a connection that timed out went back to the pool to time out again.
+
+Round trips: SQLAlchemy's adapter sends `BEGIN` before a request's first statement, `COMMIT`
+after its last, and `pool_pre_ping` a ping (itself `BEGIN; SELECT; ROLLBACK`) at every checkout:
+an authenticated `GET` made five round trips for its two `SELECT`s. Here
+- a plain `SELECT` that comes before the first write runs outside a transaction, and `BEGIN` is
+  sent with the first statement that writes or locks (`FOR UPDATE`/`SHARE`). Under READ
+  COMMITTED, PostgreSQL's default and ours, every statement sees what was committed before it
+  began, in a transaction or not, so the reads see the same rows; the writes stay one
+  transaction, committed at the end of the request. A request that only reads commits nothing.
+  A connection set to another isolation level is left alone (its snapshot would move).
+- the ping is skipped for a connection used less than `PING_AFTER_IDLE_SECONDS` ago whose
+  socket is still open: a server that restarted or reset the connection closed the socket,
+  which asyncpg has seen; one that went silent meanwhile costs that one statement its timeout.
 """
 
+import re
+import time
+from functools import lru_cache
 from typing import Any, NoReturn
 
 from sqlalchemy.dialects.postgresql.asyncpg import (
     AsyncAdapt_asyncpg_connection,
+    AsyncAdapt_asyncpg_cursor,
     AsyncAdapt_asyncpg_dbapi,
 )
 from sqlalchemy.engine import ExceptionContext
@@ -20,6 +38,11 @@ from sqlalchemy.util.concurrency import await_
 # The driver's own limit on a statement is this much longer than PostgreSQL's: when the server
 # is alive it cancels the statement itself and says why; the driver's limit is for silence.
 DRIVER_TIMEOUT_MARGIN_SECONDS = 1.0
+# A pooled connection used this recently is not pinged on checkout (see the module doc).
+PING_AFTER_IDLE_SECONDS = 1.0
+# Isolation levels under which a read outside the transaction sees what it would see inside.
+_DEFERRABLE_BEGIN_LEVELS = frozenset({None, "read_committed"})
+_LOCKING_CLAUSE = re.compile(r"\bFOR\s+(?:UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b", re.I)
 
 # SQLSTATEs that say "not now" rather than "wrong": connection exceptions (class 08),
 # insufficient resources (53: too many connections, disk full), operator intervention (57:
@@ -67,16 +90,53 @@ def is_not_migrated(error: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) == "42P01" or "no such table" in str(orig)
 
 
+@lru_cache(maxsize=1024)
+def _reads_only(statement: str) -> bool:
+    """A plain `SELECT`: reads, takes no row lock (statements are few, so this is cached)."""
+    return statement.lstrip()[:6].upper() == "SELECT" and not _LOCKING_CLAUSE.search(statement)
+
+
+class _AsyncpgCursor(AsyncAdapt_asyncpg_cursor):
+    """Runs a plain `SELECT` before the first write outside a transaction (see the module doc)."""
+
+    __slots__ = ()
+
+    async def _prepare_and_execute(self, operation: str, parameters: Any) -> None:
+        connection = self._adapt_connection
+        assert isinstance(connection, _AsyncpgConnection)
+        connection._begin_deferred = _reads_only(operation)
+        try:
+            await super()._prepare_and_execute(operation, parameters)  # type: ignore[no-untyped-call]
+        finally:
+            connection._begin_deferred = False
+
+
 class _AsyncpgConnection(AsyncAdapt_asyncpg_connection):
-    """SQLAlchemy's asyncpg connection, for a server that may stop answering:
+    """SQLAlchemy's asyncpg connection, for a server that may stop answering, with no round trip
+    a request does not need:
 
     - a socket error or a timeout becomes the DB-API's OperationalError (see the module doc);
-    - the pre-ping waits at most the connect timeout, not a whole statement timeout;
+    - the pre-ping waits at most the connect timeout, not a whole statement timeout, and is
+      skipped for a connection in use a moment ago;
+    - reads before the first write run outside the transaction;
     - a connection that timed out or lost its socket is closed at once when discarded; the
       graceful close would wait up to 2 s more for a server that says nothing.
     """
 
+    _cursor_cls = _AsyncpgCursor
     _silent = False
+    _begin_deferred = False
+    _last_used = float("-inf")
+
+    async def _start_transaction(self) -> None:
+        if self._begin_deferred and self.isolation_level in _DEFERRABLE_BEGIN_LEVELS:
+            return
+        await super()._start_transaction()  # type: ignore[no-untyped-call]
+
+    def rollback(self) -> None:
+        # Also how the pool resets every connection handed back: the end of a use.
+        super().rollback()  # type: ignore[no-untyped-call]
+        self._last_used = time.monotonic()
 
     @classmethod
     def _handle_exception_no_connection(cls, dbapi: Any, error: Exception) -> NoReturn:
@@ -93,9 +153,14 @@ class _AsyncpgConnection(AsyncAdapt_asyncpg_connection):
 
     async def _async_ping(self) -> None:
         # As the adapter's ping (in a transaction when none is open, for pgbouncer's transaction
-        # mode), in one round trip with its own time limit.
+        # mode), in one round trip with its own time limit; none for a connection in use a moment
+        # ago whose socket is open (a closed one fails at once, without a round trip).
         timeout = self.dbapi.ping_timeout
         connection: Any = self._connection  # asyncpg's, untyped
+        if time.monotonic() - self._last_used < PING_AFTER_IDLE_SECONDS and not (
+            connection.is_closed()
+        ):
+            return
         if self._transaction is None and self.isolation_level != "autocommit":
             await connection.execute("BEGIN; ROLLBACK", timeout=timeout)
         else:

@@ -20,7 +20,7 @@ class PageParams:
     limit: int
 
 
-def _page_params(
+async def _page_params(
     skip: Annotated[int, Query(ge=0, le=2**31 - 1, description="Rows to skip")] = 0,
     limit: Annotated[int, Query(ge=1, le=100, description="Rows to return")] = 100,
 ) -> PageParams:

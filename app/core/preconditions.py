@@ -93,7 +93,7 @@ def _header(request: Request, name: str) -> str | None:
     return ", ".join(values) if values else None
 
 
-def _if_match(
+async def _if_match(
     request: Request,
     _: Annotated[
         str | None,
@@ -107,7 +107,7 @@ def _if_match(
     return IfMatch(_header(request, "if-match"))
 
 
-def _if_none_match(
+async def _if_none_match(
     request: Request,
     _: Annotated[
         str | None,

@@ -293,12 +293,12 @@ def client_address(request: Request, settings: Settings) -> str:
     return str(address)
 
 
-def _app_throttle(request: Request) -> Throttle:
+async def _app_throttle(request: Request) -> Throttle:
     throttle: Throttle = request.app.state.throttle
     return throttle
 
 
-def _client_address(request: Request, settings: SettingsDep) -> str:
+async def _client_address(request: Request, settings: SettingsDep) -> str:
     return client_address(request, settings)
 
 

@@ -6,7 +6,7 @@ Updates and deletes are the shared compare-and-set helpers of `app.core.crud`
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.pagination import PageParams, Rows, paginate
@@ -17,10 +17,14 @@ async def get_visible(
     session: AsyncSession, item_id: uuid.UUID, *, owner_id: uuid.UUID | None
 ) -> Item | None:
     """The item, when it exists and belongs to `owner_id` (None: anyone's); otherwise None."""
-    query = select(Item).where(Item.id == item_id)
-    if owner_id is not None:
-        query = query.where(Item.owner_id == owner_id)
-    return await session.scalar(query)
+    if owner_id is None:
+        return await session.scalar(_ANYONES_ITEM, {"item_id": item_id})
+    return await session.scalar(_OWNED_ITEM, {"item_id": item_id, "owner_id": owner_id})
+
+
+# Built once (the hot path of every route with an {id}); the values are bound per call.
+_ANYONES_ITEM = select(Item).where(Item.id == bindparam("item_id"))
+_OWNED_ITEM = _ANYONES_ITEM.where(Item.owner_id == bindparam("owner_id"))
 
 
 async def list_page(

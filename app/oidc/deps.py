@@ -40,7 +40,7 @@ def _providers(configured: tuple[Settings.OidcProvider, ...]) -> dict[str, Provi
     }
 
 
-def get_provider(provider: str, settings: SettingsDep) -> Provider:
+async def get_provider(provider: str, settings: SettingsDep) -> Provider:
     """The provider named in the path; 404 when none has that name."""
     found = _providers(tuple(settings.OIDC_PROVIDERS)).get(provider)
     if found is None:

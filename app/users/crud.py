@@ -104,14 +104,21 @@ async def get_in_session(
 ) -> tuple[User, datetime | None] | None:
     """The user and when their session `session_id` ended (None: it is open), in one query;
     None when either does not exist or the session is someone else's."""
-    row = (
-        await session.execute(
-            select(User, UserSession.ended_at)
-            .join(UserSession, (UserSession.user_id == User.id) & (UserSession.id == session_id))
-            .where(User.id == user_id)
-        )
-    ).first()
+    parameters = {"user_id": user_id, "session_id": session_id}
+    row = (await session.execute(_USER_IN_SESSION, parameters)).first()
     return None if row is None else (row[0], row[1])
+
+
+# Built once: this runs on every authenticated request, and building the statement cost more
+# than SQLAlchemy's compiled-statement cache then saves.
+_USER_IN_SESSION = (
+    select(User, UserSession.ended_at)
+    .join(
+        UserSession,
+        (UserSession.user_id == User.id) & (UserSession.id == sa.bindparam("session_id")),
+    )
+    .where(User.id == sa.bindparam("user_id"))
+)
 
 
 async def create_session(session: AsyncSession, *, user_id: uuid.UUID) -> UserSession:

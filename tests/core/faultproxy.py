@@ -9,6 +9,8 @@
     await proxy.restore()            # pass-through again (frozen bytes flow on)
     await proxy.close()
 
+    proxy.round_trips, proxy.simple_queries   # what the clients asked of the server (see below)
+
 The client's side of the PostgreSQL protocol is read message by message, so a fault can hit one
 query: a simple query ('Q') whose text is COMMIT, as asyncpg sends it. That needs the protocol in
 clear: connect with `ssl=disable` (an SSLRequest that the server declines is fine).
@@ -59,6 +61,11 @@ class FaultProxy:
         self.mode: Mode = "pass"
         self.commits_reset = 0
         self.commits_seen = 0
+        # Each Sync (the end of an extended-protocol exchange) and each simple query waits for
+        # the server's ReadyForQuery: one round trip. Simple queries are how asyncpg sends BEGIN,
+        # COMMIT, ROLLBACK and SQLAlchemy's ping; their texts are kept.
+        self.round_trips = 0
+        self.simple_queries: list[str] = []
         self._reset_next_commit = False
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
@@ -185,6 +192,10 @@ class FaultProxy:
                     code = struct.unpack("!i", body[:4])[0] if len(body) >= 4 else 0
                     # The startup message ends the untyped part; SSL/GSS requests come before it.
                     typed = code not in (_SSL_REQUEST, _GSSENC_REQUEST)
+                if kind in (b"Q", b"S"):
+                    self.round_trips += 1
+                if kind == b"Q":
+                    self.simple_queries.append(body.rstrip(b"\0").decode(errors="replace"))
                 if kind == b"Q" and body.rstrip(b"\0; \n").strip().upper() == b"COMMIT":
                     self.commits_seen += 1
                     if self._reset_next_commit:
