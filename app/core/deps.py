@@ -70,15 +70,21 @@ class InvalidCredentials(Unauthorized):
     code = "invalid-token"
 
 
-async def get_token_claims(
-    settings: SettingsDep, token: Annotated[str | None, Depends(bearer_token)]
-) -> TokenClaims:
+BearerTokenDep = Annotated[str | None, Depends(bearer_token)]
+
+
+def token_claims(token: str | None, settings: Settings) -> TokenClaims:
+    """The claims of the request's access token; 401 when it has none or an invalid one."""
     if not token:
         raise NotAuthenticated("Not authenticated: send an `Authorization: Bearer <token>` header")
     try:
         return decode_access_token(token, settings)
     except InvalidTokenError as error:
         raise InvalidCredentials("Could not validate credentials") from error
+
+
+async def get_token_claims(settings: SettingsDep, token: BearerTokenDep) -> TokenClaims:
+    return token_claims(token, settings)
 
 
 TokenClaimsDep = Annotated[TokenClaims, Depends(get_token_claims)]

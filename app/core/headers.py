@@ -47,6 +47,15 @@ class ResponseHeadersMiddleware:
     def __init__(self, app: ASGIApp, *, docs_paths: Iterable[str | None] = ()) -> None:
         self.app = app
         self.docs_paths = frozenset(path for path in docs_paths if path)
+        # The four sets a response can get, built once rather than per request.
+        self._extra = {
+            (https, docs): (
+                *security_headers(https=https, csp=DOCS_CSP if docs else API_CSP),
+                (b"cache-control", b"no-store"),
+            )
+            for https in (False, True)
+            for docs in (False, True)
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,11 +67,7 @@ class ResponseHeadersMiddleware:
         if head and _serves_get(scope):
             # A copy: the server's own scope must still say HEAD, so that it sends no body.
             scope = {**scope, "method": "GET"}
-        extra = security_headers(
-            https=scope.get("scheme") == "https",
-            csp=DOCS_CSP if scope["path"] in self.docs_paths else API_CSP,
-        )
-        extra.append((b"cache-control", b"no-store"))
+        extra = self._extra[scope.get("scheme") == "https", scope["path"] in self.docs_paths]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -58,6 +58,13 @@ def setup_logging(settings: Settings) -> None:
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    # No line carries the caller, thread or process fields: skip computing them for every
+    # record (the logging module's documented optimisations). The caller lookup walked the stack
+    # on each request's line.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.LOG_LEVEL)
@@ -119,7 +126,9 @@ class RequestContextMiddleware:
             raise
         else:
             level = logging.WARNING if status >= 500 else logging.INFO
-            log.log(level, "request", **_outcome(scope, status, started))
+            # Checked first: a filtered-out line costs nothing, not the whole processor chain.
+            if log.isEnabledFor(level):
+                log.log(level, "request", **_outcome(scope, status, started))
         finally:
             structlog.contextvars.clear_contextvars()
 

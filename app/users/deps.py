@@ -9,18 +9,22 @@ import hmac
 import uuid
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
-from app.core.deps import InvalidCredentials, SessionDep, SettingsDep, TokenClaimsDep
+from app.core.config import Settings
+from app.core.deps import BearerTokenDep, InvalidCredentials, SessionDep, token_claims
 from app.core.security import credential_fingerprint
 from app.users import crud
 from app.users.errors import InactiveUser, NotSuperuser, UserNotFound
 from app.users.models import User
 
 
-async def get_current_user(
-    claims: TokenClaimsDep, session: SessionDep, settings: SettingsDep
-) -> User:
+async def get_current_user(request: Request, token: BearerTokenDep, session: SessionDep) -> User:
+    # The token and the settings are taken here rather than through `TokenClaimsDep` and
+    # `SettingsDep`: every private request solves this, and each dependency FastAPI solves costs
+    # about as much as a dozen lines of Python (bench/README.md).
+    settings: Settings = request.app.state.settings
+    claims = token_claims(token, settings)
     try:
         user_id = uuid.UUID(claims.subject)
         session_id = uuid.UUID(claims.session_id or "")
