@@ -14,7 +14,7 @@ from app import features
 from app.core.config import API_V1_PREFIX, DEV_SECRET_KEY, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.headers import ResponseHeadersMiddleware
-from app.core.limits import BodySizeLimitMiddleware, refuse_control_characters_in_path
+from app.core.limits import RequestLimitsMiddleware
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
 from app.core.problems import install_error_handlers, problem_responses
 from app.core.shutdown import AnswerCancelledRequests
@@ -65,7 +65,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if settings.docs_enabled else None,
         redoc_url="/redoc" if settings.docs_enabled else None,
         lifespan=lifespan,
-        dependencies=[Depends(refuse_control_characters_in_path)],
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -82,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # A browser client reads these (app.core.preconditions, app.idempotency.deps).
             expose_headers=[REQUEST_ID_HEADER, "ETag", "Idempotent-Replayed"],
         )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    app.add_middleware(RequestLimitsMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     # Inside the headers middleware, so its 503 carries them too.
     app.add_middleware(AnswerCancelledRequests)
     app.add_middleware(
