@@ -83,20 +83,30 @@ async def test_a_last_page_that_is_exactly_full_has_no_next_cursor(
     assert bodies[-1]["next_cursor"] is None
 
 
-async def test_items_created_during_a_walk_neither_appear_nor_repeat(
+async def test_a_walk_with_writes_meanwhile_shows_each_remaining_item_once(
     client: httpx2.AsyncClient, user: User, user_headers: dict[str, str], session: AsyncSession
 ) -> None:
     mine = await _seed(session, user, 12)
+    # After each page: one item created (newer than all), and, after the first two, the oldest
+    # not yet seen deleted.
+    deleted: list[str] = []
 
-    async def create() -> None:
+    async def write() -> None:
         response = await client.post("/items/", headers=user_headers, json={"title": "New"})
         assert response.status_code == 201
+        if len(deleted) == 2:
+            return
+        doomed = str(mine[-1 - len(deleted)].id)
+        assert (await client.delete(f"/items/{doomed}", headers=user_headers)).status_code == 200
+        deleted.append(doomed)
 
-    seen, bodies = await _walk(client, user_headers, "/items/?limit=5", after_each_page=create)
+    seen, bodies = await _walk(client, user_headers, "/items/?limit=5", after_each_page=write)
 
-    # Under skip, each new item would push an old one onto the next page twice.
-    assert seen == [str(item.id) for item in mine]
-    assert [body["count"] for body in bodies] == [12, 13, 14]
+    # Under skip, each new item would push an old one onto the next page twice, and each delete
+    # pull one back past the page boundary, unseen.
+    assert seen == [str(item.id) for item in mine if str(item.id) not in deleted]
+    assert len(seen) == 10
+    assert [body["count"] for body in bodies] == [12, 12, 12]
 
 
 async def test_a_skip_page_gives_the_cursor_to_go_on_with(
