@@ -6,11 +6,11 @@ Updates and deletes are the shared compare-and-set helpers of `app.core.crud`
 
 import uuid
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import BigInteger, bindparam, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.pagination import PageParams, Rows, paginate
-from app.items.models import Item
+from app.items.models import Item, ItemCount
 
 
 async def get_visible(
@@ -30,11 +30,23 @@ _OWNED_ITEM = _ANYONES_ITEM.where(Item.owner_id == bindparam("owner_id"))
 async def list_page(
     session: AsyncSession, *, owner_id: uuid.UUID | None, page: PageParams
 ) -> Rows[Item]:
-    """One page of items of `owner_id` (None: everyone's), newest first, and the total count."""
-    query = select(Item).order_by(Item.created_at.desc(), Item.id.desc())
+    """One page of items of `owner_id` (None: everyone's), newest first, and the total count.
+
+    The count comes from `item_counts`: one row for a user; for everyone's, a sum over one row
+    per user who has items (it grows with the users, not with their items).
+    """
+    query = select(Item)
     if owner_id is not None:
         query = query.where(Item.owner_id == owner_id)
-    return await paginate(session, query, page)
+        total = select(
+            func.coalesce(
+                select(ItemCount.count).where(ItemCount.owner_id == owner_id).scalar_subquery(), 0
+            )
+        )
+    else:
+        # PostgreSQL sums a bigint into a numeric: back to an integer.
+        total = select(cast(func.coalesce(func.sum(ItemCount.count), 0), BigInteger))
+    return await paginate(session, query, page, keys=(Item.created_at, Item.id), count=total)
 
 
 async def create(

@@ -24,12 +24,27 @@
    with another body is a documented 422 (tests/idempotency prove it), which
    `positive_data_acceptance` would report. A well-formed key is sent made unique to its body (a
    hash of both, still a well-formed key), so a repeated case is a true retry, and is replayed.
-   Malformed keys are left as they are, for `negative_data_rejection`.
+   Malformed keys are left as they are, for `negative_data_rejection`. In the stateful phase a
+   create is followed by reads and deletes of what it made; a replay there would answer with a
+   resource deleted earlier in the run (a documented replay, reported as "created resource not
+   found"), so each stateful create gets a key of its own.
 
 5. `If-Match`. A drawn entity tag is almost never the current one, so nearly every write that
    carries one would end at the documented 412 (schemathesis.toml accepts it) and its body would
    go untested. Two in three are sent as `*` (any current version) instead, so the writes
    themselves are fuzzed too; the others still reach the 412.
+
+6. `cursor`. A drawn string is almost never a cursor the API gave out, and the app refuses it
+   with a documented 422 (README, Lists), as it does `cursor` with `skip` > 0. A cursor within
+   the schema's length is sent as a real cursor made from it (a time and an id hashed from the
+   drawn string), without `skip`, so the keyset path is fuzzed too; longer ones are left as they
+   are, for `negative_data_rejection`.
+
+7. Long query values. The server refuses request headers over `MAX_REQUEST_HEADER_BYTES` (32 KiB)
+   with a 431 before any route sees it (app/core/protocol.py), and no operation documents that.
+   Drawn 4-byte characters, percent-encoded, reach that size within a `maxLength` of 4,096. A
+   value over 8 KiB encoded is sent as ASCII of its length (cut to 4,097, still longer than any
+   `maxLength`), so it tests the route's own checks, positive or negative as drawn.
 """
 
 import hashlib
@@ -37,12 +52,20 @@ import json
 import os
 import re
 import string
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import schemathesis
 from hypothesis import strategies as st
+from schemathesis.generation.meta import TestPhase
+
+from app.core.pagination import CURSOR_MAX_LENGTH, encode_cursor
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
+LONG_QUERY_VALUE_BYTES = 8 * 1024
+LONGEST_MAX_LENGTH = 4096
 IF_MATCH = "If-Match"
 # What the app accepts (app/idempotency/deps.py): 1 to 255 printable ASCII characters.
 _WELL_FORMED_KEY = re.compile(r"[\x20-\x7e]{1,255}")
@@ -69,6 +92,13 @@ def email_addresses() -> st.SearchStrategy[str]:
 schemathesis.openapi.format("email", email_addresses())
 
 
+def _real_cursor(drawn: str) -> str:
+    """A cursor as the API gives them out, the same one for the same drawn string."""
+    digest = hashlib.sha256(drawn.encode()).digest()
+    when = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(microseconds=int.from_bytes(digest[:6]))
+    return encode_cursor(when, uuid.UUID(bytes=digest[:16]))
+
+
 @schemathesis.hook
 def before_call(
     context: schemathesis.HookContext, case: schemathesis.Case[Any], kwargs: dict[str, Any]
@@ -91,7 +121,16 @@ def before_call(
     key = case.headers.get(IDEMPOTENCY_KEY) if case.headers else None
     if case.headers and isinstance(key, str) and _WELL_FORMED_KEY.fullmatch(key.strip()):
         body = json.dumps(case.body, sort_keys=True, default=str)
+        if case.meta is not None and case.meta.phase.name == TestPhase.STATEFUL:
+            body += uuid.uuid4().hex
         case.headers[IDEMPOTENCY_KEY] = hashlib.sha256(f"{key}\0{body}".encode()).hexdigest()
     if_match = case.headers.get(IF_MATCH) if case.headers else None
     if case.headers and isinstance(if_match, str) and len(if_match) % 3 != 0:
         case.headers[IF_MATCH] = "*"
+    cursor = case.query.get("cursor") if case.query else None
+    if case.query and isinstance(cursor, str) and len(cursor) <= CURSOR_MAX_LENGTH:
+        case.query["cursor"] = _real_cursor(cursor)
+        case.query.pop("skip", None)
+    for name, value in (case.query or {}).items():
+        if isinstance(value, str) and len(quote(value.encode())) > LONG_QUERY_VALUE_BYTES:
+            case.query[name] = "x" * min(len(value), LONGEST_MAX_LENGTH + 1)

@@ -1,4 +1,4 @@
-"""No lost updates and no double deletes on items, under real concurrency.
+"""No lost updates, no double deletes and an exact list count on items, under real concurrency.
 
 Real commits (`committing_app`) and concurrent requests (`asyncio.gather`). A barrier holds each
 write until every request has read the item, so that on PostgreSQL they all race with the same
@@ -14,11 +14,12 @@ from typing import Any
 
 import httpx2
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core import crud as core_crud
 from app.core.config import Settings
+from app.items import crud as items_crud
 from app.items.models import Item
 from tests.core.test_database import (  # noqa: F401 - fixtures
     committing_app,
@@ -56,6 +57,20 @@ async def _stored(engine: AsyncEngine, url: str) -> Item | None:
         return await session.scalar(select(Item).where(Item.id == uuid.UUID(url.split("/")[-1])))
 
 
+async def _counts(
+    client: httpx2.AsyncClient, engine: AsyncEngine, headers: dict[str, str]
+) -> tuple[int, int]:
+    """The count the list gives, and the items actually stored, both committed."""
+    listed = await client.get("/items/?limit=1", headers=headers)
+    assert listed.status_code == 200, listed.text
+    me = (await client.get("/users/me", headers=headers)).json()["id"]
+    async with AsyncSession(engine) as session:
+        rows = await session.scalar(
+            select(func.count()).select_from(Item).where(Item.owner_id == uuid.UUID(me))
+        )
+    return listed.json()["count"], rows or 0
+
+
 def _raced(race: Race, settings: Settings) -> None:
     if not settings.is_sqlite:
         # The race happened: every request read version 1 before any wrote.
@@ -69,6 +84,8 @@ async def test_concurrent_deletes_one_succeeds_the_others_find_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     headers, url = await _item(committing_client)
+    for _ in range(2):
+        await committing_client.post("/items/", headers=headers, json={"title": "kept"})
     race = _race_writes(monkeypatch, settings, "delete_versioned")
 
     responses = await asyncio.gather(
@@ -82,6 +99,8 @@ async def test_concurrent_deletes_one_succeeds_the_others_find_nothing(
             assert_problem(response, 404, type_="urn:problem:item-not-found")
     _raced(race, settings)
     assert await _stored(engine, url) is None
+    # The count lost the one item that was deleted, once.
+    assert await _counts(committing_client, engine, headers) == (2, 2)
 
 
 @pytest.mark.parametrize("method", ["PATCH", "PUT"])
@@ -192,3 +211,49 @@ async def test_concurrent_writes_without_if_match_never_lose_an_acknowledged_one
         (r for r in responses if r.status_code == 200), key=lambda r: int(r.headers["etag"][1:-1])
     )
     assert saved.title == last.json()["title"]
+
+
+# --- the list's count under concurrent writes ------------------------------------------------
+
+
+async def test_concurrent_creates_and_deletes_keep_the_count_exact(
+    committing_client: httpx2.AsyncClient,  # noqa: F811
+    engine: AsyncEngine,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    headers, _ = await _item(committing_client)
+    others, _ = await _item(committing_client)
+    doomed = [
+        (await committing_client.post("/items/", headers=headers, json={"title": "x"})).json()["id"]
+        for _ in range(N)
+    ]
+    # On PostgreSQL every create waits until all have begun, then all insert at once: the count
+    # row's upsert is what they race on.
+    race = Race(parties=1 if settings.is_sqlite else 2 * N)
+    create = items_crud.create
+
+    async def racing(session: AsyncSession, **fields: Any) -> Item:
+        await race.arrive(str(len(race.read)), None)
+        return await create(session, **fields)
+
+    monkeypatch.setattr(items_crud, "create", racing)
+
+    responses = await asyncio.gather(
+        *(
+            committing_client.post("/items/", headers=headers, json={"title": "new"})
+            for _ in range(N)
+        ),
+        *(
+            committing_client.post("/items/", headers=others, json={"title": "new"})
+            for _ in range(N)
+        ),
+        *(committing_client.delete(f"/items/{item_id}", headers=headers) for item_id in doomed),
+    )
+
+    assert sorted(r.status_code for r in responses) == [200] * N + [201] * 2 * N
+    if not settings.is_sqlite:
+        assert len(race.read) == 2 * N
+    # Mine: the first one, N created, N created and deleted again.
+    assert await _counts(committing_client, engine, headers) == (1 + N, 1 + N)
+    assert await _counts(committing_client, engine, others) == (1 + N, 1 + N)

@@ -136,7 +136,7 @@ async def test_list_pages_and_counts_all(
     assert body["count"] == 5
     assert [i["id"] for i in body["data"]] == [str(items[1].id), str(items[0].id)]
     beyond = (await client.get("/items/?skip=50", headers=user_headers)).json()
-    assert beyond == {"data": [], "count": 5}
+    assert beyond == {"data": [], "count": 5, "next_cursor": None}
 
 
 async def test_list_default_limit_is_100(

@@ -8,7 +8,8 @@ promise as it is made; `verify` then reads the database and lists every promise 
 - a row nobody was told about (a duplicate from a retried create, for example);
 - an item whose content is not the last state acknowledged for it;
 - a lost update: two writes acknowledged on top of the same version (`If-Match` failed to stop
-  the second one).
+  the second one);
+- a user whose `item_counts` row (the list's `count`) is not the number of their items.
 
 A request that ended without an answer (connection error, 5xx) may or may not have happened, so
 the item it touched is marked uncertain and only checked for existence rules that still hold.
@@ -98,6 +99,9 @@ async def verify(ledger: Ledger, database_url: URL, owner_ids: dict[str, str]) -
             rows = (
                 await connection.execute(text("SELECT id, owner_id, title, description FROM items"))
             ).all()
+            counted = (
+                await connection.execute(text("SELECT owner_id, count FROM item_counts"))
+            ).all()
     finally:
         await engine.dispose()
 
@@ -152,4 +156,13 @@ async def verify(ledger: Ledger, database_url: URL, owner_ids: dict[str, str]) -
             verdict.counts["unacknowledged create (request failed)"] += 1
         else:
             verdict.problems.append(f"item {item_id} of {owner} was never acknowledged")
+
+    # The list's `count` (item_counts, kept by triggers) against the rows, for every owner.
+    owned = Counter(str(uuid.UUID(str(row.owner_id))) for row in rows)
+    kept = {str(uuid.UUID(str(owner))): count for owner, count in counted}
+    for owner in owned.keys() | kept.keys():
+        if owned[owner] != kept.get(owner, 0):
+            verdict.problems.append(
+                f"user {owner} owns {owned[owner]} items but item_counts says {kept.get(owner)}"
+            )
     return verdict

@@ -16,18 +16,26 @@ OWNER = "owner@example.com"
 OWNER_ID = str(uuid.uuid4())
 
 
-async def _database(tmp_path: Path, rows: list[tuple[str, str, str | None]]) -> URL:
+async def _database(
+    tmp_path: Path, rows: list[tuple[str, str, str | None]], counted: int | None = None
+) -> URL:
+    """`rows` of the owner's items, and their count in item_counts (`counted`: another one)."""
     url = make_url(f"sqlite+aiosqlite:///{tmp_path / 'soak.db'}")
     engine = create_async_engine(url)
     async with engine.begin() as connection:
         await connection.execute(
             text("CREATE TABLE items (id TEXT, owner_id TEXT, title TEXT, description TEXT)")
         )
+        await connection.execute(text("CREATE TABLE item_counts (owner_id TEXT, count INTEGER)"))
         for item_id, title, description in rows:
             await connection.execute(
                 text("INSERT INTO items VALUES (:id, :owner, :title, :description)"),
                 {"id": item_id, "owner": OWNER_ID, "title": title, "description": description},
             )
+        await connection.execute(
+            text("INSERT INTO item_counts VALUES (:owner, :count)"),
+            {"owner": OWNER_ID, "count": len(rows) if counted is None else counted},
+        )
     await engine.dispose()
     return url
 
@@ -45,6 +53,13 @@ async def test_the_acknowledged_state_passes(tmp_path: Path) -> None:
     verdict = await verify(_ledger_with_item(item_id), url, {OWNER: OWNER_ID})
     assert verdict.problems == []
     assert verdict.counts["stored as acknowledged"] == 1
+
+
+async def test_a_count_that_is_not_the_rows_is_reported(tmp_path: Path) -> None:
+    item_id = str(uuid.uuid4())
+    url = await _database(tmp_path, [(item_id, "second", "x")], counted=2)
+    verdict = await verify(_ledger_with_item(item_id), url, {OWNER: OWNER_ID})
+    assert verdict.problems == [f"user {OWNER_ID} owns 1 items but item_counts says 2"]
 
 
 async def test_an_older_state_is_reported(tmp_path: Path) -> None:

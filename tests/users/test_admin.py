@@ -43,6 +43,26 @@ async def test_list_users_newest_first_with_count(
     assert all("hashed_password" not in u for u in body["data"])
 
 
+async def test_the_users_list_pages_by_cursor_too(
+    client: httpx2.AsyncClient, superuser_headers: dict[str, str], session: AsyncSession
+) -> None:
+    for n in range(4):
+        await UserFactory.persist(
+            session, created_at=datetime(2020, 1, 1, tzinfo=UTC) + timedelta(minutes=n // 2)
+        )
+
+    first = (await client.get("/users/?limit=3", headers=superuser_headers)).json()
+    rest = (
+        await client.get(
+            f"/users/?limit=3&cursor={first['next_cursor']}", headers=superuser_headers
+        )
+    ).json()
+    everyone = (await client.get("/users/", headers=superuser_headers)).json()
+
+    assert [u["id"] for u in first["data"] + rest["data"]] == [u["id"] for u in everyone["data"]]
+    assert (first["count"], len(rest["data"]), rest["next_cursor"]) == (5, 2, None)
+
+
 async def test_list_users_pages_with_skip_and_limit(
     client: httpx2.AsyncClient, superuser_headers: dict[str, str], session: AsyncSession
 ) -> None:
