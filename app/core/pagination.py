@@ -16,9 +16,10 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
@@ -182,18 +183,45 @@ class Page(BaseModel, Generic[T]):
     """Send it as `cursor` for the next page; null on the last page."""
 
 
-def _after(keys: Sequence[InstrumentedAttribute[Any]], values: tuple[object, ...]) -> Any:
-    """`(k1, k2) < (:v1, :v2)`: the rows after `values` in the newest-first order. As one row
-    comparison, both SQLite and PostgreSQL turn it into a range of an index on the keys."""
+Keys = tuple[InstrumentedAttribute[Any], ...]
+
+
+def _checked(keys: Keys, values: tuple[object, ...]) -> tuple[object, ...]:
+    """The cursor's values, when they fit the list's sort key; InvalidCursor otherwise."""
     kinds = [key.type.python_type for key in keys]
     if len(values) != len(keys) or not all(
         isinstance(value, kind) for value, kind in zip(values, kinds, strict=True)
     ):
         raise InvalidCursor()
-    bound = [
-        bindparam(None, value, type_=key.type) for key, value in zip(keys, values, strict=True)
-    ]
-    return tuple_(*keys) < tuple_(*bound)
+    return values
+
+
+_FIRST, _SKIP, _AFTER = "first", "skip", "after"
+
+
+@lru_cache(maxsize=256)
+def _page_statement(query: Select[Any], keys: Keys, kind: str) -> Select[Any]:
+    """`query` ordered newest first by `keys`, limited to `:page_limit` rows, from the start, past
+    `:page_skip` rows, or after the row whose sort key is `:after_0`, `:after_1`, ...
+
+    Built once per query (cached): building a statement costs more than running a cached one,
+    so `query` should be built once too (a module-level constant with bound parameters).
+    `(k1, k2) < (:v1, :v2)` is one row comparison, which both SQLite and PostgreSQL turn into a
+    range of an index on the keys.
+    """
+    ordered = query.order_by(*(key.desc() for key in keys))
+    if kind == _AFTER:
+        bound = [bindparam(f"after_{i}", type_=key.type) for i, key in enumerate(keys)]
+        ordered = ordered.where(tuple_(*keys) < tuple_(*bound))
+    elif kind == _SKIP:
+        ordered = ordered.offset(bindparam("page_skip"))
+    return ordered.limit(bindparam("page_limit"))
+
+
+@lru_cache(maxsize=256)
+def _count_statement(query: Select[Any]) -> Select[Any]:
+    # Counted over the query as a subquery, so joins and filters count the rows they list.
+    return select(func.count()).select_from(query.subquery())
 
 
 async def paginate(
@@ -201,26 +229,33 @@ async def paginate(
     query: Select[Row],
     page: PageParams,
     *,
-    keys: Sequence[InstrumentedAttribute[Any]],
+    keys: Keys,
     count: Select[Any] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> Rows[Row]:
-    """One page of `query` (filtered, not ordered), newest first by `keys` (a unique sort key,
-    e.g. `(created_at, id)`; an index on them serves both `skip` and `cursor` pages), the
-    total, and the next page's cursor.
+    """One page of `query` (filtered, not ordered; its bound parameters in `params`), newest
+    first by `keys` (a unique sort key, e.g. `(created_at, id)`; an index on them serves both
+    `skip` and `cursor` pages), the total, and the next page's cursor.
 
-    `count` is a query for the total, when the feature keeps one cheaper than counting every
-    row the query matches (the default).
+    `count` is a query for the total (with the same `params`), when the feature keeps one
+    cheaper than counting every row the query matches (the default).
+
+    Build `query` and `count` once, at module level, with `bindparam`s for what varies per
+    request: the statements derived from them are then cached (see `_page_statement`).
     """
-    if count is None:
-        count = select(func.count()).select_from(query.subquery())
-    total = await session.scalar(count)
-    ordered = query.order_by(*(key.desc() for key in keys))
-    if page.after is not None:
-        ordered = ordered.where(_after(keys, page.after))
-    elif page.skip:
-        ordered = ordered.offset(page.skip)
+    values: dict[str, Any] = dict(params or {})
+    total = await session.scalar(count if count is not None else _count_statement(query), values)
     # One row more than the page tells whether there is a next one, without another query.
-    rows = (await session.scalars(ordered.limit(page.limit + 1))).all()
+    values["page_limit"] = page.limit + 1
+    if page.after is not None:
+        kind = _AFTER
+        values.update((f"after_{i}", value) for i, value in enumerate(_checked(keys, page.after)))
+    elif page.skip:
+        kind = _SKIP
+        values["page_skip"] = page.skip
+    else:
+        kind = _FIRST
+    rows = (await session.scalars(_page_statement(query, keys, kind), values)).all()
     data = rows[: page.limit]
     next_cursor = None
     if len(rows) > page.limit:

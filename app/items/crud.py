@@ -35,18 +35,26 @@ async def list_page(
     The count comes from `item_counts`: one row for a user; for everyone's, a sum over one row
     per user who has items (it grows with the users, not with their items).
     """
-    query = select(Item)
-    if owner_id is not None:
-        query = query.where(Item.owner_id == owner_id)
-        total = select(
-            func.coalesce(
-                select(ItemCount.count).where(ItemCount.owner_id == owner_id).scalar_subquery(), 0
-            )
-        )
-    else:
-        # PostgreSQL sums a bigint into a numeric: back to an integer.
-        total = select(cast(func.coalesce(func.sum(ItemCount.count), 0), BigInteger))
-    return await paginate(session, query, page, keys=(Item.created_at, Item.id), count=total)
+    keys = (Item.created_at, Item.id)
+    if owner_id is None:
+        return await paginate(session, _EVERYONES, page, keys=keys, count=_EVERYONES_COUNT)
+    params = {"owner_id": owner_id}
+    return await paginate(session, _OWNERS, page, keys=keys, count=_OWNERS_COUNT, params=params)
+
+
+# Built once, bound per request (see `paginate`).
+_EVERYONES = select(Item)
+_OWNERS = select(Item).where(Item.owner_id == bindparam("owner_id"))
+_OWNERS_COUNT = select(
+    func.coalesce(
+        select(ItemCount.count)
+        .where(ItemCount.owner_id == bindparam("owner_id"))
+        .scalar_subquery(),
+        0,
+    )
+)
+# PostgreSQL sums a bigint into a numeric: back to an integer.
+_EVERYONES_COUNT = select(cast(func.coalesce(func.sum(ItemCount.count), 0), BigInteger))
 
 
 async def create(

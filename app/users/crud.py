@@ -32,7 +32,10 @@ async def get_by_email(session: AsyncSession, email: str) -> User | None:
 async def list_page(session: AsyncSession, *, page: PageParams) -> Rows[User]:
     """One page of users, newest first, and the total count."""
     # Users are few next to items: an exact COUNT over them is cheap enough.
-    return await paginate(session, select(User), page, keys=(User.created_at, User.id))
+    return await paginate(session, _USERS, page, keys=(User.created_at, User.id))
+
+
+_USERS = select(User)
 
 
 async def create(
