@@ -62,10 +62,11 @@ async def admin_connect(url: URL) -> Any:
     return await asyncpg.connect(_dsn(url), timeout=3)
 
 
-async def prepare_database() -> URL:
-    """Create (once) and migrate the outage tests' database; skip when there is no server."""
+async def prepare_database(suffix: str = "outage") -> URL:
+    """Create (once) and migrate the database `<the suite's>_<suffix>`; skip when there is no
+    server."""
     base = postgres_url()
-    name = f"{base.database}_outage"
+    name = f"{base.database}_{suffix}"
     if "test" not in name:
         pytest.fail(f"refusing to use database {name!r}: its name must contain 'test'")
     try:
