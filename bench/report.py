@@ -50,6 +50,8 @@ class Median:
         )
 
     def cells(self) -> list[str]:
+        if not self.rps:
+            return ["0", "none answered", "-"]
         return [f"{self.rps:,.0f}", f"{self.p50_ms:,.1f}", f"{self.p99_ms:,.1f}"]
 
 
@@ -84,7 +86,7 @@ def matrix(results: Results, endpoints: list[str], workers: list[int], conns: li
     ]
     if template:
         header += ["template req/s", "template p99", "ours/template req/s"]
-    header.append("non-2xx")
+    header.append("non-2xx (all)")
     rows = []
     for endpoint in endpoints:
         for w in workers:
@@ -105,6 +107,8 @@ def matrix(results: Results, endpoints: list[str], workers: list[int], conns: li
                     row += [f"{other.rps:,.0f}", f"{other.p99_ms:,.1f}"] if other else ["-"] * 2
                     row.append(ratio(ours.rps, other.rps if other else None))
                 errors = ours.errors + (ceiling.errors if ceiling else 0)
+                if template and other:
+                    errors += other.errors
                 row.append(str(errors))
                 rows.append(row)
     return table(header, rows)

@@ -18,255 +18,42 @@ import os
 import shlex
 import sys
 import tempfile
-import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx2
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
-from bench import report, seed, servers
+from bench import report, seed, servers, template
+from bench.scenarios import (
+    ENDPOINTS,
+    ITEM,
+    Plan,
+    Session,
+    endpoints_matrix,
+    list_pages,
+    login,
+    login_storm,
+    memory,
+    mixed,
+    settler,
+)
 from bench.servers import Target
-from bench.wrk import FORM_TYPE, Call, Measure, WrkError, wrk_path
-from bench.wrk import start as start_wrk
+from bench.wrk import WrkError, wrk_path
 from tests.benchmarks.server import BenchmarkError, migrate, throwaway_url
 from tests.soak.server import ensure_database
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/bench"
 RESULTS = Path(__file__).resolve().parent / "results"
-API = "/api/v1"
-ITEM = f"{API}/items/{{id}}"
-LIST = f"{API}/items/?limit=20"
-
-ENDPOINTS = {
-    "GET /users/me": Call("GET", f"{API}/users/me"),
-    "GET /items/{id}": Call("GET", ITEM),
-    "GET /items/?limit=20": Call("GET", LIST),
-    "POST /items/": Call("POST", f"{API}/items/", '{"title":"bench","description":"by wrk"}'),
-    "PATCH /items/{id}": Call("PATCH", ITEM, '{"title":"patched by wrk"}'),
-}
-WRITES = ("POST /items/", "PATCH /items/{id}")
-CEILING_ENDPOINTS = ("GET /users/me", "GET /items/{id}", "GET /items/?limit=20", "POST /items/")
-MIX = [
-    Call("GET", ITEM, weight=40),
-    Call("GET", f"{API}/users/me", weight=20),
-    Call("GET", LIST, weight=20),
-    Call("POST", f"{API}/items/", '{"title":"mixed","description":"by wrk"}', weight=10),
-    Call("PATCH", ITEM, '{"title":"mixed patch"}', weight=10),
-]
 
 
-@dataclass(frozen=True)
-class Plan:
-    duration: float
-    repetitions: int
-    workers: list[int]
-    connections: list[int]
-    memory_minutes: float
-    warmup: float = 1.0
-
-
-@dataclass
-class Session:
-    """What a run shares: its tokens, ids files, work directory and results."""
-
-    workdir: Path
-    plan: Plan
-    results: report.Results
-    tokens: dict[str, str]
-    ids: dict[str, Path]
-    writes: bool
-    settle: Callable[[], None]
-
-    def measure(
-        self,
-        target: Target,
-        calls: list[Call],
-        *,
-        user: str,
-        connections: int,
-        seconds: float | None = None,
-    ) -> Measure:
-        found = start_wrk(
-            target.base_url,
-            calls,
-            workdir=self.workdir,
-            seconds=seconds or self.plan.duration,
-            connections=connections,
-            token=self.tokens.get(user, ""),
-            ids_file=self.ids.get(user),
-        ).result()
-        # wrk stops sending, but the server goes on with what it has in hand (a slow page at
-        # c32 is seconds of work): the next run must not start behind that backlog.
-        self.settle()
-        return found
-
-
-IDLE = """SELECT count(*) FROM pg_stat_activity
-WHERE datname = current_database() AND state <> 'idle' AND pid <> pg_backend_pid()"""
-
-
-async def _wait_idle(url: URL, within: float = 60.0) -> None:
-    """Until no other connection to the database is busy, twice in a row 0.1 s apart."""
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            deadline, quiet = time.monotonic() + within, 0
-            while quiet < 2 and time.monotonic() < deadline:
-                busy = await connection.scalar(text(IDLE))
-                await connection.rollback()
-                quiet = quiet + 1 if not busy else 0
-                await asyncio.sleep(0.1)
-    finally:
-        await engine.dispose()
-
-
-def settler(url: URL) -> Callable[[], None]:
-    if url.get_backend_name() == "sqlite":
-        return lambda: time.sleep(0.5)
-    return lambda: asyncio.run(_wait_idle(url))
-
-
-def login(base_url: str, email: str) -> str:
-    form = {"username": email, "password": seed.PASSWORD}
-    response = httpx2.post(f"{base_url}{API}/login/access-token", data=form, timeout=30)
-    if response.status_code != 200:
-        raise BenchmarkError(f"login of {email} failed: {response.status_code} {response.text}")
-    token: str = response.json()["access_token"]
-    return token
-
-
-def user_of(endpoint: str) -> str:
-    """Reads go to the 1k user; writes to the writer, whose items are reset between parts."""
-    return seed.WRITER if endpoint in WRITES else seed.sized_email("1k")
-
-
-def endpoints_matrix(run: Session, targets: list[Target], floor: Target | None, w: int) -> None:
-    """Each endpoint, each concurrency, ours then the references, R times; the floor once per
-    concurrency and repetition (it answers the same constant whatever the path)."""
-    plan = run.plan
-    endpoints = [e for e in ENDPOINTS if run.writes or e not in WRITES]
-    for target in targets:  # a first, uncounted second for every path: caches, pools, JIT
-        for endpoint in endpoints:
-            if target.name == "ours" or endpoint in CEILING_ENDPOINTS:
-                user = user_of(endpoint)
-                call = [ENDPOINTS[endpoint]]
-                run.measure(target, call, user=user, connections=32, seconds=plan.warmup)
-    for repetition in range(plan.repetitions):
-        for c in plan.connections:
-            print(f"  w{w} c{c} repetition {repetition + 1}/{plan.repetitions}", flush=True)
-            for endpoint in endpoints:
-                for target in targets:
-                    if target.name != "ours" and endpoint not in CEILING_ENDPOINTS:
-                        continue
-                    calls = [ENDPOINTS[endpoint]]
-                    found = run.measure(target, calls, user=user_of(endpoint), connections=c)
-                    run.results.add(("endpoint", endpoint, f"w{w}c{c}", target.name), found)
-            if floor is not None:
-                reader = seed.sized_email("1k")  # its ids; the floor reads no token
-                found = run.measure(
-                    floor, [ENDPOINTS["GET /items/{id}"]], user=reader, connections=c
-                )
-                run.results.add(("floor", f"w{w}c{c}"), found)
-
-
-def list_pages(run: Session, ours: Target, cursor: str | None) -> None:
-    """The first page at each size; the page 100,000 deep for the 1M user, by skip and cursor."""
-    pages: list[tuple[str, str, str]] = [(size, "first", LIST) for size in ("1k", "100k", "1M")]
-    pages.append(("1M", f"skip={seed.DEEP}", f"{LIST}&skip={seed.DEEP}"))
-    if cursor is not None:
-        pages.append(("1M", "cursor (same page)", f"{LIST}&cursor={urllib.parse.quote(cursor)}"))
-    for size, _, path in pages:
-        run.measure(
-            ours,
-            [Call("GET", path)],
-            user=seed.sized_email(size),
-            connections=32,
-            seconds=run.plan.warmup,
-        )
-    for repetition in range(run.plan.repetitions):
-        print(f"  lists, repetition {repetition + 1}/{run.plan.repetitions}", flush=True)
-        for size, page, path in pages:
-            found = run.measure(
-                ours, [Call("GET", path)], user=seed.sized_email(size), connections=32
-            )
-            run.results.add(("list", size, page), found)
-
-
-def login_storm(run: Session, ours: Target) -> None:
-    """GET /items/{id} at c32 alone, then with 8 connections logging in meanwhile."""
-    logins = [
-        Call(
-            "POST",
-            f"{API}/login/access-token",
-            urllib.parse.urlencode({"username": seed.login_email(n), "password": seed.PASSWORD}),
-            FORM_TYPE,
-        )
-        for n in range(seed.LOGIN_USERS)
-    ]
-    reader = seed.sized_email("1k")
-    for repetition in range(run.plan.repetitions):
-        print(f"  login storm, repetition {repetition + 1}/{run.plan.repetitions}", flush=True)
-        calm = run.measure(ours, [ENDPOINTS["GET /items/{id}"]], user=reader, connections=32)
-        run.results.add(("storm", "calm"), calm)
-        storm = start_wrk(
-            ours.base_url,
-            logins,
-            workdir=run.workdir,
-            seconds=run.plan.duration + 1,
-            connections=8,
-            threads=1,
-            name="logins",
-        )
-        time.sleep(0.5)  # the logins are under way before the reads start
-        stormy = run.measure(ours, [ENDPOINTS["GET /items/{id}"]], user=reader, connections=32)
-        run.results.add(("storm", "stormy"), stormy)
-        run.results.add(("storm", "logins"), storm.result())
-        time.sleep(2)  # the hashes still queued finish (a few x 0.25 s of CPU)
-        run.settle()
-
-
-def mixed(run: Session, ours: Target) -> None:
-    for _ in range(run.plan.repetitions):
-        run.results.add(("mix",), run.measure(ours, MIX, user=seed.WRITER, connections=32))
-
-
-def memory(run: Session, ours: Target) -> None:
-    """A mixed run of `memory_minutes`: each worker's VmRSS after its first seconds, and at
-    the end."""
-    seconds = run.plan.memory_minutes * 60
-    print(f"  memory: a {seconds:.0f} s mixed run", flush=True)
-    load = start_wrk(
-        ours.base_url,
-        MIX,
-        workdir=run.workdir,
-        seconds=seconds,
-        connections=32,
-        token=run.tokens[seed.WRITER],
-        ids_file=run.ids[seed.WRITER],
-        name="memory",
-    )
-    time.sleep(min(10.0, seconds / 10))
-    pids = servers.worker_pids(ours.process.pid)
-    start = {pid: servers.rss_kib(pid) for pid in pids}
-    time.sleep(max(0.0, seconds - min(10.0, seconds / 10) - 1))
-    end = {pid: servers.rss_kib(pid) for pid in pids}
-    run.results.add(("memory-load",), load.result())
-    run.settle()
-    for number, pid in enumerate(pids, 1):
-        run.results.memory.append((f"worker {number} (pid {pid})", start[pid], end[pid]))
-
-
-async def prepare(url: URL, env: dict[str, str], workdir: Path) -> tuple[dict[str, Any], str]:
-    """Create, migrate and seed the database; the users' ids, the deep row and the server's
-    version."""
+async def prepare(url: URL, env: dict[str, str], workdir: Path) -> dict[str, Any]:
+    """Create, migrate and seed the database; the users' ids, the deep row, the server's
+    version and the users' password hash."""
     await ensure_database(url)
     await asyncio.to_thread(migrate, env)
     hashed = await asyncio.to_thread(
@@ -290,7 +77,7 @@ async def prepare(url: URL, env: dict[str, str], workdir: Path) -> tuple[dict[st
                 version = "PostgreSQL " + str(await connection.scalar(text("SHOW server_version")))
     finally:
         await engine.dispose()
-    return {"users": seeded.users, "deep": deep}, version
+    return {"users": seeded.users, "deep": deep, "version": version, "hashed": hashed}
 
 
 async def refresh_writer(url: URL, writer_id: Any, ids_path: Path) -> None:
@@ -362,6 +149,47 @@ def make_plan(args: argparse.Namespace) -> Plan:
     )
 
 
+@dataclass(frozen=True)
+class TemplateSetup:
+    directory: Path
+    url: URL
+    env: dict[str, str]
+
+
+def start_all(
+    env: dict[str, str], workdir: Path, w: int, sqlite: bool, tpl: TemplateSetup | None
+) -> list[Target]:
+    """Ours, the ceiling (PostgreSQL only), the floor and the template (if given), ready."""
+    started = [servers.start_ours(env, workdir, w)]
+    try:
+        if not sqlite:
+            ceiling = "bench.ceiling:create_app"
+            started.append(servers.start_uvicorn("ceiling", ceiling, env, workdir, w, ITEM))
+        floor = "bench.floor:create_app"
+        started.append(servers.start_uvicorn("floor", floor, env, workdir, w, ITEM))
+        if tpl is not None:
+            started.append(
+                servers.start_uvicorn(
+                    "template",
+                    "app.main:app",
+                    tpl.env,
+                    workdir,
+                    w,
+                    servers.HEALTH_PATH,
+                    cwd=tpl.directory,
+                    python=template.python(tpl.directory),
+                    realm="template:",
+                )
+            )
+        for target in started:
+            servers.wait_ready(target)
+    except BaseException:
+        for target in started:
+            servers.stop(target)
+        raise
+    return started
+
+
 def bench(args: argparse.Namespace, argv: list[str], workdir: Path) -> str:
     wrk_path()  # fail at once, with the apt-get line, when wrk is missing
     plan = make_plan(args)
@@ -369,45 +197,59 @@ def bench(args: argparse.Namespace, argv: list[str], workdir: Path) -> str:
     env = servers.production_env(url)
     sqlite = url.get_backend_name() == "sqlite"
     print(f"preparing {url.render_as_string(hide_password=True)}", flush=True)
-    seeded, version = asyncio.run(prepare(url, env, workdir))
-    users: dict[str, Any] = seeded["users"]
+    prepared = asyncio.run(prepare(url, env, workdir))
+    writer_id = prepared["users"][seed.WRITER]
     results = report.Results()
     if sqlite:
         results.notes.append("SQLite: GETs only; no ceiling (it is asyncpg-only)")
-    cursor = keyset_cursor(seeded["deep"], results)
+    cursor = keyset_cursor(prepared["deep"], results)
     ids = {email: workdir / f"{email}.ids" for email in (seed.sized_email("1k"), seed.WRITER)}
-    run = Session(workdir, plan, results, {}, ids, writes=not sqlite, settle=settler(url))
+    tpl = None
+    databases = [url.database or ""]
+    if args.template_dir is not None:
+        if sqlite:
+            raise BenchmarkError("--template-dir needs PostgreSQL")
+        tpl_url = template.database_url(url)
+        tpl = TemplateSetup(
+            args.template_dir.resolve(), tpl_url, template.environment(env, tpl_url)
+        )
+        print(f"preparing the template's {tpl_url.render_as_string(hide_password=True)}")
+        asyncio.run(template.prepare(tpl.directory, tpl.env, tpl.url, prepared["hashed"]))
+        ids.update({f"template:{e}": workdir / f"template:{e}.ids" for e in template.USERS})
+    run = Session(
+        workdir, plan, results, {}, ids, writes=not sqlite, settle=settler(url, databases)
+    )
     for w in plan.workers:
         print(f"workers: {w}", flush=True)
-        asyncio.run(refresh_writer(url, users[seed.WRITER], ids[seed.WRITER]))
-        targets = [servers.start_ours(env, workdir, w)]
-        floor: Target | None = None
+        asyncio.run(refresh_writer(url, writer_id, ids[seed.WRITER]))
+        if tpl is not None:
+            asyncio.run(template.reset(tpl.url, workdir))
+        started = start_all(env, workdir, w, sqlite, tpl)
         try:
-            if not sqlite:
-                ceiling = "bench.ceiling:create_app"
-                targets.append(servers.start_uvicorn("ceiling", ceiling, env, workdir, w, ITEM))
-            floor = servers.start_uvicorn("floor", "bench.floor:create_app", env, workdir, w, ITEM)
-            for target in [*targets, floor]:
-                servers.wait_ready(target)
+            ours, floor = started[0], next(t for t in started if t.name == "floor")
             if not run.tokens:
                 emails = [*(seed.sized_email(size) for size in seed.SIZES), seed.WRITER]
-                run.tokens = {email: login(targets[0].base_url, email) for email in emails}
-            endpoints_matrix(run, targets, floor, w)
-            ours = targets[0]
+                run.tokens = {email: login(ours.base_url, email) for email in emails}
+                for target in started:
+                    if target.name == "template":
+                        run.tokens.update(
+                            {f"template:{e}": login(target.base_url, e) for e in template.USERS}
+                        )
+            endpoints_matrix(run, [t for t in started if t is not floor], floor, w)
             if w == plan.workers[0]:
                 list_pages(run, ours, cursor)
                 login_storm(run, ours)
                 if run.writes:
-                    asyncio.run(refresh_writer(url, users[seed.WRITER], ids[seed.WRITER]))
+                    asyncio.run(refresh_writer(url, writer_id, ids[seed.WRITER]))
                     mixed(run, ours)
             if w == plan.workers[-1] and run.writes and plan.memory_minutes > 0:
-                asyncio.run(refresh_writer(url, users[seed.WRITER], ids[seed.WRITER]))
+                asyncio.run(refresh_writer(url, writer_id, ids[seed.WRITER]))
                 memory(run, ours)
         finally:
-            for target in [*targets, *([floor] if floor else [])]:
+            for target in started:
                 servers.stop(target)
     command = shlex.join(["python", "-m", "bench.run", *argv])
-    return render(run, plan, version, command)
+    return render(run, plan, prepared["version"], command)
 
 
 def render(run: Session, plan: Plan, version: str, command: str) -> str:

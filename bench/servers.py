@@ -11,7 +11,7 @@ import secrets
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
@@ -59,7 +59,8 @@ class Target:
     process: Server
     log_path: Path
     ready_path: str
-    notes: list[str] = field(default_factory=list)
+    realm: str = ""
+    """Prefix of its users' tokens and ids files: "template:" for the template's own."""
 
     @property
     def base_url(self) -> str:
@@ -82,6 +83,7 @@ def start_uvicorn(
     ready_path: str,
     cwd: Path = ROOT,
     python: str = sys.executable,
+    realm: str = "",
 ) -> Target:
     """A reference under plain uvicorn (uvloop, httptools), same workers."""
     port = free_port()
@@ -117,7 +119,7 @@ def start_uvicorn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return Target(name, port, process, log_path, ready_path)
+    return Target(name, port, process, log_path, ready_path, realm)
 
 
 def wait_ready(target: Target) -> None:
