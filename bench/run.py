@@ -216,6 +216,11 @@ def bench(args: argparse.Namespace, argv: list[str], workdir: Path) -> str:
         print(f"preparing the template's {tpl_url.render_as_string(hide_password=True)}")
         asyncio.run(template.prepare(tpl.directory, tpl.env, tpl.url, prepared["hashed"]))
         ids.update({f"template:{e}": workdir / f"template:{e}.ids" for e in template.USERS})
+        results.notes.append(
+            "template measured at c32 only: at c64 one worker of it stops answering until its "
+            "pool times out (sync dependencies with `yield` hold its 15 connections while its "
+            "40 threads wait for one; see bench/scenarios.py TEMPLATE_CONNECTIONS)"
+        )
     run = Session(
         workdir, plan, results, {}, ids, writes=not sqlite, settle=settler(url, databases)
     )
