@@ -32,8 +32,8 @@ from bench import report, seed, servers, template
 from bench.scenarios import (
     ENDPOINTS,
     ITEM,
+    BenchRun,
     Plan,
-    Session,
     endpoints_matrix,
     list_pages,
     login,
@@ -221,7 +221,7 @@ def bench(args: argparse.Namespace, argv: list[str], workdir: Path) -> str:
             "pool times out (sync dependencies with `yield` hold its 15 connections while its "
             "40 threads wait for one; see bench/scenarios.py TEMPLATE_CONNECTIONS)"
         )
-    run = Session(
+    run = BenchRun(
         workdir, plan, results, {}, ids, writes=not sqlite, settle=settler(url, databases)
     )
     for w in plan.workers:
@@ -257,7 +257,7 @@ def bench(args: argparse.Namespace, argv: list[str], workdir: Path) -> str:
     return render(run, plan, prepared["version"], command)
 
 
-def render(run: Session, plan: Plan, version: str, command: str) -> str:
+def render(run: BenchRun, plan: Plan, version: str, command: str) -> str:
     results = run.results
     endpoints = list(ENDPOINTS)
     parts = [

@@ -52,7 +52,7 @@ class Plan:
 
 
 @dataclass
-class Session:
+class BenchRun:
     """What a run shares: its tokens, ids files, work directory and results."""
 
     workdir: Path
@@ -151,7 +151,7 @@ def user_of(endpoint: str) -> str:
     return seed.WRITER if endpoint in WRITES else seed.sized_email("1k")
 
 
-def endpoints_matrix(run: Session, targets: list[Target], floor: Target, w: int) -> None:
+def endpoints_matrix(run: BenchRun, targets: list[Target], floor: Target, w: int) -> None:
     """Each endpoint, each concurrency, ours then the references, R times; the floor once per
     concurrency and repetition (it answers the same constant whatever the path)."""
     plan = run.plan
@@ -177,7 +177,7 @@ def endpoints_matrix(run: Session, targets: list[Target], floor: Target, w: int)
             run.results.add(("floor", f"w{w}c{c}"), found)
 
 
-def list_pages(run: Session, ours: Target, cursor: str | None) -> None:
+def list_pages(run: BenchRun, ours: Target, cursor: str | None) -> None:
     """The first page at each size; the page 100,000 deep for the 1M user, by skip and cursor."""
     pages: list[tuple[str, str, str]] = [(size, "first", LIST) for size in ("1k", "100k", "1M")]
     pages.append(("1M", f"skip={seed.DEEP}", f"{LIST}&skip={seed.DEEP}"))
@@ -200,7 +200,7 @@ def list_pages(run: Session, ours: Target, cursor: str | None) -> None:
             run.results.add(("list", size, page), found)
 
 
-def login_storm(run: Session, ours: Target) -> None:
+def login_storm(run: BenchRun, ours: Target) -> None:
     """GET /items/{id} at c32 alone, then with 8 connections logging in meanwhile."""
     logins = [
         Call(
@@ -233,12 +233,12 @@ def login_storm(run: Session, ours: Target) -> None:
         run.settle()
 
 
-def mixed(run: Session, ours: Target) -> None:
+def mixed(run: BenchRun, ours: Target) -> None:
     for _ in range(run.plan.repetitions):
         run.results.add(("mix",), run.measure(ours, MIX, user=seed.WRITER, connections=32))
 
 
-def memory(run: Session, ours: Target) -> None:
+def memory(run: BenchRun, ours: Target) -> None:
     """A mixed run of `memory_minutes`: each worker's VmRSS after its first seconds, and at
     the end."""
     seconds = run.plan.memory_minutes * 60
