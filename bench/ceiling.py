@@ -81,10 +81,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # As large as ours, grown on demand like ours; idle extras closed soon, as PostgreSQL's
+        # connections are shared with the other servers of the run.
         state["pool"] = pool = await asyncpg.create_pool(
             dsn,
-            min_size=settings.DB_POOL_SIZE,
+            min_size=1,
             max_size=settings.DB_POOL_SIZE + settings.DB_MAX_OVERFLOW,
+            max_inactive_connection_lifetime=5,
         )
         counter = await pool.fetchval("SELECT to_regclass('item_counts') IS NOT NULL")
         state["count"] = COUNTER if counter else EXACT_COUNT

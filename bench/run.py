@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench import report, seed, servers, template
@@ -34,13 +35,13 @@ from bench.scenarios import (
     ITEM,
     BenchRun,
     Plan,
+    Settler,
     endpoints_matrix,
     list_pages,
     login,
     login_storm,
     memory,
     mixed,
-    settler,
 )
 from bench.servers import Target
 from bench.wrk import WrkError, wrk_path
@@ -117,7 +118,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="a few minutes: 1 worker, 1 repetition"
     )
-    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 4; quick 2)")
+    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 3; quick 2)")
     parser.add_argument(
         "--repetitions", type=int, help="interleaved repetitions (default 3; quick 1)"
     )
@@ -139,7 +140,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def make_plan(args: argparse.Namespace) -> Plan:
     quick = args.quick
     return Plan(
-        duration=args.duration or (2.0 if quick else 4.0),
+        duration=args.duration or (2.0 if quick else 3.0),
         repetitions=args.repetitions or (1 if quick else 3),
         workers=[int(w) for w in (args.workers or ("1" if quick else "1,2")).split(",")],
         connections=[int(c) for c in args.connections.split(",")],
@@ -190,6 +191,36 @@ def start_all(
     return started
 
 
+def bench_workers(
+    run: BenchRun, started: list[Target], w: int, cursor: str | None, url: URL, writer_id: Any
+) -> None:
+    """Every scenario for one worker count, on servers just started; stopped at the end."""
+    plan, writer_ids = run.plan, run.ids[seed.WRITER]
+    try:
+        ours, floor = started[0], next(t for t in started if t.name == "floor")
+        if not run.tokens:
+            emails = [*(seed.sized_email(size) for size in seed.SIZES), seed.WRITER]
+            run.tokens = {email: login(ours.base_url, email) for email in emails}
+            for target in started:
+                if target.name == "template":
+                    run.tokens.update(
+                        {f"template:{e}": login(target.base_url, e) for e in template.USERS}
+                    )
+        endpoints_matrix(run, [t for t in started if t is not floor], floor, w)
+        if w == plan.workers[0]:
+            list_pages(run, ours, cursor)
+            login_storm(run, ours)
+            if run.writes:
+                asyncio.run(refresh_writer(url, writer_id, writer_ids))
+                mixed(run, ours)
+        if w == plan.workers[-1] and run.writes and plan.memory_minutes > 0:
+            asyncio.run(refresh_writer(url, writer_id, writer_ids))
+            memory(run, ours)
+    finally:
+        for target in started:
+            servers.stop(target)
+
+
 def bench(args: argparse.Namespace, argv: list[str], workdir: Path) -> str:
     wrk_path()  # fail at once, with the apt-get line, when wrk is missing
     plan = make_plan(args)
@@ -221,38 +252,21 @@ def bench(args: argparse.Namespace, argv: list[str], workdir: Path) -> str:
             "pool times out (sync dependencies with `yield` hold its 15 connections while its "
             "40 threads wait for one; see bench/scenarios.py TEMPLATE_CONNECTIONS)"
         )
-    run = BenchRun(
-        workdir, plan, results, {}, ids, writes=not sqlite, settle=settler(url, databases)
-    )
-    for w in plan.workers:
-        print(f"workers: {w}", flush=True)
-        asyncio.run(refresh_writer(url, writer_id, ids[seed.WRITER]))
-        if tpl is not None:
-            asyncio.run(template.reset(tpl.url, workdir))
-        started = start_all(env, workdir, w, sqlite, tpl)
-        try:
-            ours, floor = started[0], next(t for t in started if t.name == "floor")
-            if not run.tokens:
-                emails = [*(seed.sized_email(size) for size in seed.SIZES), seed.WRITER]
-                run.tokens = {email: login(ours.base_url, email) for email in emails}
-                for target in started:
-                    if target.name == "template":
-                        run.tokens.update(
-                            {f"template:{e}": login(target.base_url, e) for e in template.USERS}
-                        )
-            endpoints_matrix(run, [t for t in started if t is not floor], floor, w)
-            if w == plan.workers[0]:
-                list_pages(run, ours, cursor)
-                login_storm(run, ours)
-                if run.writes:
-                    asyncio.run(refresh_writer(url, writer_id, ids[seed.WRITER]))
-                    mixed(run, ours)
-            if w == plan.workers[-1] and run.writes and plan.memory_minutes > 0:
-                asyncio.run(refresh_writer(url, writer_id, ids[seed.WRITER]))
-                memory(run, ours)
-        finally:
-            for target in started:
-                servers.stop(target)
+    settle = Settler(url, databases)
+    run = BenchRun(workdir, plan, results, {}, ids, writes=not sqlite, settle=settle)
+    try:
+        for w in plan.workers:
+            print(f"workers: {w}", flush=True)
+            asyncio.run(refresh_writer(url, writer_id, ids[seed.WRITER]))
+            if tpl is not None:
+                asyncio.run(template.reset(tpl.url, workdir))
+            bench_workers(run, start_all(env, workdir, w, sqlite, tpl), w, cursor, url, writer_id)
+    except (BenchmarkError, WrkError, DBAPIError, OSError) as error:
+        # What was measured is still worth reading: the table says where the run stopped.
+        print(f"bench stopped: {error}", file=sys.stderr)
+        results.notes.append(f"the run stopped early: {str(error).splitlines()[0]}")
+    finally:
+        settle.close()
     command = shlex.join(["python", "-m", "bench.run", *argv])
     return render(run, plan, prepared["version"], command)
 

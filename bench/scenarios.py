@@ -6,12 +6,11 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx2
-from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 from bench import report, seed, servers
 from bench.servers import Target
@@ -90,30 +89,49 @@ class BenchRun:
 # Busy: running a statement, or between two statements of a request. A transaction left open
 # for over a second is no request in progress (the template's pool keeps some so): not waited for.
 BUSY = """SELECT count(*) FROM pg_stat_activity
-WHERE datname = ANY(:names) AND pid <> pg_backend_pid() AND (state = 'active'
+WHERE datname = ANY($1::text[]) AND pid <> pg_backend_pid() AND (state = 'active'
   OR (state LIKE 'idle in transaction%' AND state_change > now() - interval '1 second'))"""
 
 
-async def _wait_idle(url: URL, names: list[str], within: float = 60.0) -> None:
-    """Until no other connection to these databases is busy, twice in a row 0.1 s apart."""
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            deadline, quiet = time.monotonic() + within, 0
-            while quiet < 2 and time.monotonic() < deadline:
-                busy = await connection.scalar(text(BUSY), {"names": names})
-                await connection.rollback()
-                quiet = quiet + 1 if not busy else 0
-                await asyncio.sleep(0.1)
-    finally:
-        await engine.dispose()
+class Settler:
+    """Waits after a run until the servers' databases are idle (SQLite: half a second).
 
+    Over one connection of its own, opened at the start and kept: a full PostgreSQL (its
+    `max_connections` is shared with the servers under test) must not stop the run between two
+    measures. If the connection fails anyway, it waits a fixed second instead.
+    """
 
-def settler(url: URL, databases: list[str]) -> Callable[[], None]:
-    """What waits after a run until the servers' databases are idle (SQLite: half a second)."""
-    if url.get_backend_name() == "sqlite":
-        return lambda: time.sleep(0.5)
-    return lambda: asyncio.run(_wait_idle(url, databases))
+    def __init__(self, url: URL, databases: list[str], within: float = 60.0) -> None:
+        self._sqlite = url.get_backend_name() == "sqlite"
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._databases, self._within = databases, within
+        self._loop = asyncio.new_event_loop()
+        self._connection: Any = None
+
+    async def _wait(self) -> None:
+        if self._connection is None or self._connection.is_closed():
+            self._connection = await asyncpg.connect(self._dsn, timeout=5)
+        deadline, quiet = time.monotonic() + self._within, 0
+        while quiet < 2 and time.monotonic() < deadline:
+            busy = await self._connection.fetchval(BUSY, self._databases)
+            quiet = quiet + 1 if not busy else 0
+            await asyncio.sleep(0.1)
+
+    def __call__(self) -> None:
+        if self._sqlite:
+            time.sleep(0.5)
+            return
+        try:
+            self._loop.run_until_complete(self._wait())
+        except (OSError, asyncpg.PostgresError) as error:
+            print(f"  (could not watch the database: {error}; waiting 1 s)", flush=True)
+            self._connection = None
+            time.sleep(1)
+
+    def close(self) -> None:
+        if self._connection is not None and not self._connection.is_closed():
+            self._loop.run_until_complete(self._connection.close())
+        self._loop.close()
 
 
 def login(base_url: str, email: str) -> str:
