@@ -219,6 +219,9 @@ def bench_workers(
     finally:
         for target in started:
             servers.stop(target)
+        if found := servers.refusals(started[0].log_path):
+            listed = ", ".join(f"{count} x {what}" for what, count in found.most_common(5))
+            run.results.notes.append(f"ours, {w} worker(s), answers >= 400 in its log: {listed}")
 
 
 def bench(args: argparse.Namespace, argv: list[str], workdir: Path) -> str:

@@ -6,11 +6,14 @@ logs at INFO into a log file, and MALLOC_ARENA_MAX=2 as in the image. The refere
 plain uvicorn with uvloop and httptools, the same worker count and the same environment.
 """
 
+import json
 import os
+import re
 import secrets
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,3 +174,24 @@ def rss_kib(pid: int) -> int:
         return 0
     line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), "")
     return int(line.split()[1]) if line else 0
+
+
+_STATUS = re.compile(r'"status": ([45]\d\d)\b')
+
+
+def refusals(log_path: Path) -> Counter[str]:
+    """Our JSON request log's answers of 400 and above, by status and route (logins apart:
+    their 503s are the hashing queue at work)."""
+    found: Counter[str] = Counter()
+    with log_path.open(errors="replace") as log:
+        for line in log:
+            if _STATUS.search(line) is None:  # most lines: skip the JSON parsing
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            route = str(entry.get("route") or entry.get("path"))
+            if "login" not in route:
+                found[f"{entry.get('status')} {entry.get('method', '')} {route}"] += 1
+    return found
