@@ -86,7 +86,7 @@ def matrix(results: Results, endpoints: list[str], workers: list[int], conns: li
     ]
     if template:
         header += ["template req/s", "template p99", "ours/template req/s"]
-    header.append("non-2xx (all)")
+    header.append("non-2xx ours / ceiling" + (" / template" if template else ""))
     rows = []
     for endpoint in endpoints:
         for w in workers:
@@ -106,10 +106,10 @@ def matrix(results: Results, endpoints: list[str], workers: list[int], conns: li
                     other = results.median(("endpoint", endpoint, f"w{w}c{c}", "template"))
                     row += [f"{other.rps:,.0f}", f"{other.p99_ms:,.1f}"] if other else ["-"] * 2
                     row.append(ratio(ours.rps, other.rps if other else None))
-                errors = ours.errors + (ceiling.errors if ceiling else 0)
-                if template and other:
-                    errors += other.errors
-                row.append(str(errors))
+                errors = [ours.errors, ceiling.errors if ceiling else 0]
+                if template:
+                    errors.append(other.errors if other else 0)
+                row.append(" / ".join(map(str, errors)))
                 rows.append(row)
     return table(header, rows)
 
@@ -168,10 +168,10 @@ def memory(results: Results, minutes: float, workers: int) -> str:
     if not results.memory or load is None:
         return "(not measured)"
     rows = [
-        [name, f"{start / 1024:,.1f}", f"{end / 1024:,.1f}", f"{(end - start) / start:+.1%}"]
+        [name, f"{start:,}", f"{end:,}", f"{(end - start) / start:+.1%}"]
         for name, start, end in results.memory
     ]
-    header = ["process", "RSS at start MiB", "RSS at end MiB", "growth"]
+    header = ["process", "VmRSS at start KiB", "VmRSS at end KiB", "growth"]
     return (
         f"{minutes:g}-minute mixed run, {workers} worker(s), c32: {load.rps:,.0f} req/s, "
         f"p99 {load.p99_ms:,.1f} ms, {load.errors} non-2xx.\n\n" + table(header, rows)

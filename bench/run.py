@@ -255,6 +255,12 @@ def bench(args: argparse.Namespace, argv: list[str], workdir: Path) -> str:
             "pool times out (sync dependencies with `yield` hold its 15 connections while its "
             "40 threads wait for one; see bench/scenarios.py TEMPLATE_CONNECTIONS)"
         )
+    if any(w > 1 for w in plan.workers):
+        results.notes.append(
+            "with N workers, each worker's pool (ours, ceiling) is 1/N of the default: the same "
+            "20 connections per server as with one worker, as PostgreSQL's max_connections is "
+            "shared by the servers of the run (see bench/servers.py `pooled`)"
+        )
     settle = Settler(url, databases)
     run = BenchRun(workdir, plan, results, {}, ids, writes=not sqlite, settle=settle)
     try:

@@ -70,10 +70,25 @@ class Target:
         return f"http://{HOST}:{self.port}"
 
 
+def pooled(env: dict[str, str], workers: int) -> dict[str, str]:
+    """`env` with each worker's pool a `workers`-th of the default: N workers hold the same 20
+    connections as one. PostgreSQL's `max_connections` (100 by default) is shared by the three
+    servers of a run, and by anyone else on the machine; two workers each at the default, plus
+    the ceiling's, plus the template's, ask for more than that under load."""
+    if workers == 1:
+        return env
+    return {
+        **env,
+        "DB_POOL_SIZE": str(max(1, int(env["DB_POOL_SIZE"]) // workers)),
+        "DB_MAX_OVERFLOW": str(max(0, int(env["DB_MAX_OVERFLOW"]) // workers)),
+    }
+
+
 def start_ours(env: dict[str, str], workdir: Path, workers: int) -> Target:
     port = free_port()
     log = workdir / f"ours-w{workers}.log"
-    process = start_server(port, env, log, "--loop", "uvloop", "--workers", str(workers))
+    extra = ("--loop", "uvloop", "--workers", str(workers))
+    process = start_server(port, pooled(env, workers), log, *extra)
     return Target("ours", port, process, log, HEALTH_PATH)
 
 
@@ -116,7 +131,7 @@ def start_uvicorn(
         process = subprocess.Popen(  # noqa: S603 - an interpreter and arguments we chose
             command,
             cwd=cwd,
-            env=env,
+            env=pooled(env, workers) if "DB_POOL_SIZE" in env else env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
