@@ -227,6 +227,7 @@ def bench_workers(
 def bench(args: argparse.Namespace, argv: list[str], workdir: Path) -> str:
     wrk_path()  # fail at once, with the apt-get line, when wrk is missing
     plan = make_plan(args)
+    RESULTS.mkdir(exist_ok=True)  # also where a SQLite database goes
     url = throwaway_url(args.database_url)
     env = servers.production_env(url)
     sqlite = url.get_backend_name() == "sqlite"
