@@ -198,6 +198,7 @@ def bench_workers(
     plan, writer_ids = run.plan, run.ids[seed.WRITER]
     try:
         ours, floor = started[0], next(t for t in started if t.name == "floor")
+        run.settle.probe = ours.base_url + servers.HEALTH_PATH
         if not run.tokens:
             emails = [*(seed.sized_email(size) for size in seed.SIZES), seed.WRITER]
             run.tokens = {email: login(ours.base_url, email) for email in emails}

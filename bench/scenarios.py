@@ -3,7 +3,6 @@
 import asyncio
 import time
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +59,7 @@ class BenchRun:
     tokens: dict[str, str]
     ids: dict[str, Path]
     writes: bool
-    settle: Callable[[], None]
+    settle: "Settler"
 
     def measure(
         self,
@@ -94,7 +93,8 @@ WHERE datname = ANY($1::text[]) AND pid <> pg_backend_pid() AND (state = 'active
 
 
 class Settler:
-    """Waits after a run until the servers' databases are idle (SQLite: half a second).
+    """Waits after a run until the servers' databases are idle; on SQLite (which has no view
+    of its connections), until our health check, which reads the database, answers at once.
 
     Over one connection of its own, opened at the start and kept: a full PostgreSQL (its
     `max_connections` is shared with the servers under test) must not stop the run between two
@@ -107,6 +107,8 @@ class Settler:
         self._databases, self._within = databases, within
         self._loop = asyncio.new_event_loop()
         self._connection: Any = None
+        self.probe: str | None = None
+        """Our server's health check URL (SQLite)."""
 
     async def _wait(self) -> None:
         if self._connection is None or self._connection.is_closed():
@@ -117,9 +119,22 @@ class Settler:
             quiet = quiet + 1 if not busy else 0
             await asyncio.sleep(0.1)
 
+    def _wait_for_health(self, probe: str) -> None:
+        deadline, quiet = time.monotonic() + self._within, 0
+        while quiet < 2 and time.monotonic() < deadline:
+            try:
+                quick = httpx2.get(probe, timeout=0.5).status_code == 200
+            except httpx2.TransportError:
+                quick = False
+            quiet = quiet + 1 if quick else 0
+            time.sleep(0.1)
+
     def __call__(self) -> None:
         if self._sqlite:
-            time.sleep(0.5)
+            if self.probe is None:
+                time.sleep(0.5)
+            else:
+                self._wait_for_health(self.probe)
             return
         try:
             self._loop.run_until_complete(self._wait())
