@@ -72,7 +72,7 @@ async def prepare_database(suffix: str = "outage") -> URL:
     try:
         admin = await admin_connect(base)
     except (OSError, asyncpg.PostgresError) as error:
-        pytest.skip(f"no PostgreSQL for the outage tests at {base.render_as_string()}: {error}")
+        pytest.skip(f"no PostgreSQL for the {suffix} tests at {base.render_as_string()}: {error}")
     try:
         if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             await admin.execute(f'CREATE DATABASE "{name}"')
