@@ -64,8 +64,8 @@ lint: install ## ruff, ruff format --check, mypy --strict, import-linter, hadoli
 contracts: install ## Regenerate the import contracts (.importlinter) from app/features.py
 	$(BIN)/python -m tools.contracts
 
-bench: install ## Throughput and latency of the hot endpoints on a real server (BENCH_DATABASE_URL)
-	$(BIN)/python -m tests.benchmarks.run $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL))
+bench: install ## wrk against ours, the same-work ceiling and the floor (BENCH_DATABASE_URL, BENCH_ARGS=--quick)
+	$(BIN)/python -m bench.run $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL)) $(BENCH_ARGS)
 
 soak: install ## Mixed load on a real server, then check the database holds what clients were told (SOAK_DATABASE_URL)
 	$(BIN)/python -m tests.soak.run $(if $(SOAK_DATABASE_URL),--database-url $(SOAK_DATABASE_URL)) $(SOAK_ARGS)

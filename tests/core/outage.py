@@ -62,16 +62,17 @@ async def admin_connect(url: URL) -> Any:
     return await asyncpg.connect(_dsn(url), timeout=3)
 
 
-async def prepare_database() -> URL:
-    """Create (once) and migrate the outage tests' database; skip when there is no server."""
+async def prepare_database(suffix: str = "outage") -> URL:
+    """Create (once) and migrate the database `<the suite's>_<suffix>`; skip when there is no
+    server."""
     base = postgres_url()
-    name = f"{base.database}_outage"
+    name = f"{base.database}_{suffix}"
     if "test" not in name:
         pytest.fail(f"refusing to use database {name!r}: its name must contain 'test'")
     try:
         admin = await admin_connect(base)
     except (OSError, asyncpg.PostgresError) as error:
-        pytest.skip(f"no PostgreSQL for the outage tests at {base.render_as_string()}: {error}")
+        pytest.skip(f"no PostgreSQL for the {suffix} tests at {base.render_as_string()}: {error}")
     try:
         if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             await admin.execute(f'CREATE DATABASE "{name}"')
