@@ -21,6 +21,7 @@ import asyncpg  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request, Response
 
 from app.core.config import Settings
+from app.core.pagination import encode_cursor
 from app.core.security import InvalidTokenError, credential_fingerprint, decode_access_token
 
 USER = (
@@ -143,9 +144,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def items(request: Request, connection: Any, user: Any) -> Response:
         skip = int(request.query_params.get("skip", 0))
         limit = int(request.query_params.get("limit", 100))
-        rows = await connection.fetch(PAGE, user["id"], skip, limit)
+        # One row more than the page tells whether there is a next one, as ours does.
+        rows = await connection.fetch(PAGE, user["id"], skip, limit + 1)
         count = await connection.fetchval(state["count"], user["id"])
-        return _json({"data": [_item(row) for row in rows], "count": count})
+        page = rows[:limit]
+        after = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
+        return _json({"data": [_item(row) for row in page], "count": count, "next_cursor": after})
 
     @route("GET", "/api/v1/items/{item_id}")
     async def item(request: Request, connection: Any, user: Any) -> Response:

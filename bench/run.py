@@ -18,7 +18,6 @@ import os
 import shlex
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.core.pagination import encode_cursor
 from bench import report, seed, servers, template
 from bench.scenarios import (
     ENDPOINTS,
@@ -91,20 +91,9 @@ async def refresh_writer(url: URL, writer_id: Any, ids_path: Path) -> None:
     await asyncio.to_thread(ids_path.write_text, "".join(f"{i}\n" for i in ids))
 
 
-def keyset_cursor(deep: tuple[object, Any] | None, results: report.Results) -> str | None:
-    """The cursor of the page 100,000 deep, if this tree has keyset pagination (branch `pages`)."""
-    try:
-        from app.core import pagination
-
-        encode: Callable[..., str] = pagination.encode_cursor  # type: ignore[attr-defined]
-    except AttributeError:
-        results.notes.append(
-            "keyset page skipped: `app.core.pagination.encode_cursor` does not exist in this tree"
-        )
-        return None
-    if deep is None:
-        return None
-    return encode(deep[0], deep[1])
+def keyset_cursor(deep: tuple[object, Any] | None) -> str | None:
+    """The cursor of the page 100,000 deep (`deep`: the sort key of the row before it)."""
+    return None if deep is None else encode_cursor(deep[0], deep[1])
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -238,7 +227,7 @@ def bench(args: argparse.Namespace, argv: list[str], workdir: Path) -> str:
     results = report.Results()
     if sqlite:
         results.notes.append("SQLite: GETs only; no ceiling (it is asyncpg-only)")
-    cursor = keyset_cursor(prepared["deep"], results)
+    cursor = keyset_cursor(prepared["deep"])
     ids = {email: workdir / f"{email}.ids" for email in (seed.sized_email("1k"), seed.WRITER)}
     tpl = None
     databases = [url.database or ""]
