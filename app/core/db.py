@@ -22,6 +22,7 @@ from app.core.db_errors import (
     asyncpg_dbapi,
     discard_silent_connections,
 )
+from app.core.pool import FairAsyncQueuePool
 
 # Stable constraint names, so migrations can drop and alter them on every backend. Composite
 # constraints are named by all their columns (`column_0_N_name`): two unique keys that both start
@@ -115,9 +116,14 @@ def create_engine(settings: Settings, *, statement_timeout: bool = True) -> Asyn
         # In-memory databases get SQLAlchemy's StaticPool, which takes no sizes.
         database = make_url(settings.DATABASE_URL).database
         in_memory = database in (None, "", ":memory:")
-        pool_args: dict[str, Any] = {} if in_memory else {"pool_size": 1, "max_overflow": 0}
+        pool_args: dict[str, Any] = {}
         if not in_memory:
-            pool_args["pool_timeout"] = settings.DB_POOL_TIMEOUT_SECONDS
+            pool_args = {
+                "poolclass": FairAsyncQueuePool,
+                "pool_size": 1,
+                "max_overflow": 0,
+                "pool_timeout": settings.DB_POOL_TIMEOUT_SECONDS,
+            }
         engine = create_async_engine(settings.DATABASE_URL, **pool_args)
         _sqlite_listeners(engine)
         return engine
@@ -133,6 +139,8 @@ def create_engine(settings: Settings, *, statement_timeout: bool = True) -> Asyn
         # asyncpg's options above, and its errors as SQLAlchemy errors (app.core.db_errors).
         module=asyncpg_dbapi(ping_timeout=settings.DB_CONNECT_TIMEOUT_SECONDS),
         connect_args=connect_args,
+        # Waiting checkouts are served in order (app.core.pool).
+        poolclass=FairAsyncQueuePool,
         pool_size=settings.DB_POOL_SIZE,
         max_overflow=settings.DB_MAX_OVERFLOW,
         pool_timeout=settings.DB_POOL_TIMEOUT_SECONDS,
