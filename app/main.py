@@ -17,6 +17,7 @@ from app.core.headers import ResponseHeadersMiddleware
 from app.core.limits import RequestLimitsMiddleware
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
 from app.core.problems import install_error_handlers, problem_responses
+from app.core.routing import include_feature_router
 from app.core.shutdown import AnswerCancelledRequests
 from app.core.startup import run_when_database_ready
 from app.core.throttle import Throttle
@@ -98,11 +99,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router, public in features.routers():
         if public:
-            app.include_router(
-                router, prefix=API_V1_PREFIX, responses=problem_responses(400, 404, 422)
+            include_feature_router(
+                app, router, prefix=API_V1_PREFIX, responses=problem_responses(400, 404, 422)
             )
         else:
-            app.include_router(
+            include_feature_router(
+                app,
                 router,
                 prefix=API_V1_PREFIX,
                 dependencies=[Depends(get_current_user)],

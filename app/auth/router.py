@@ -3,7 +3,7 @@ import uuid
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Cookie, Depends, Header, Response
+from fastapi import Cookie, Depends, Header, Response
 from fastapi.responses import HTMLResponse
 from fastapi.security import OAuth2PasswordRequestForm
 
@@ -20,6 +20,7 @@ from app.auth.errors import CsrfFailed, InactiveUserLogin, IncorrectCredentials,
 from app.auth.schemas import RefreshRequest, Token
 from app.core.deps import PasswordsDep, SessionDep, SettingsDep, TokenClaimsDep
 from app.core.problems import problem_responses
+from app.core.routing import FeatureRouter
 from app.core.schemas import Message
 from app.core.throttle import ClientAddressDep, ThrottleDep, TooManyRequests
 from app.emails.service import render_html
@@ -31,8 +32,8 @@ from app.users.schemas import Email, NewPassword, UserPublic
 
 # The full-stack template's paths: login under /login, recovery at the root; one tag, so the
 # generated client has them all on its LoginService.
-public_router = APIRouter(tags=["login"])
-router = APIRouter(tags=["login"])
+public_router = FeatureRouter(tags=["login"])
+router = FeatureRouter(tags=["login"])
 
 RECOVERY_MESSAGE = "If that email is registered, we sent a password recovery link"
 

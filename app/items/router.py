@@ -1,4 +1,4 @@
-from fastapi import APIRouter, Response
+from fastapi import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import crud as core_crud
@@ -15,6 +15,7 @@ from app.core.preconditions import (
     write_responses,
 )
 from app.core.problems import problem_responses
+from app.core.routing import FeatureRouter
 from app.core.schemas import Message
 from app.idempotency.deps import IdempotencyDep, idempotent_responses
 from app.items import crud
@@ -24,7 +25,7 @@ from app.items.models import Item
 from app.items.schemas import ItemCreate, ItemPublic, ItemReplace, ItemsPublic, ItemUpdate
 from app.users.deps import CurrentUser
 
-router = APIRouter(prefix="/items", tags=["items"])
+router = FeatureRouter(prefix="/items", tags=["items"])
 
 # Every route with an {item_id}: missing, and not yours, look the same.
 NOT_FOUND = problem_responses(404)

@@ -9,7 +9,7 @@ that is no configured provider is a 404 problem: no browser gets there by follow
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Cookie, Query, Request, Response
+from fastapi import Cookie, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.convertors import StringConvertor, register_url_convertor
 
@@ -18,6 +18,7 @@ from app.auth.schemas import Token
 from app.core.config import API_V1_PREFIX, Settings
 from app.core.deps import PasswordsDep, SessionDep, SettingsDep
 from app.core.problems import problem_responses
+from app.core.routing import FeatureRouter
 from app.oidc import service
 from app.oidc.deps import ProviderDep
 from app.oidc.errors import OidcLoginFailed
@@ -34,7 +35,7 @@ class _ProviderName(StringConvertor):
 
 register_url_convertor("oidc_provider", _ProviderName())
 
-public_router = APIRouter(tags=["login"])
+public_router = FeatureRouter(tags=["login"])
 
 STATE_COOKIE = "oidc_login"
 

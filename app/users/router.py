@@ -1,4 +1,4 @@
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from app.core.deps import PasswordsDep, SessionDep, SettingsDep
 from app.core.pagination import PageDep
@@ -13,6 +13,7 @@ from app.core.preconditions import (
     write_responses,
 )
 from app.core.problems import problem_responses
+from app.core.routing import FeatureRouter
 from app.core.schemas import Message
 from app.core.throttle import ClientAddressDep, ThrottleDep
 from app.idempotency.deps import IdempotencyDep, idempotent_responses
@@ -30,8 +31,8 @@ from app.users.schemas import (
     UserUpdateMe,
 )
 
-public_router = APIRouter(prefix="/users", tags=["users"])
-router = APIRouter(prefix="/users", tags=["users"])
+public_router = FeatureRouter(prefix="/users", tags=["users"])
+router = FeatureRouter(prefix="/users", tags=["users"])
 
 
 @public_router.post(

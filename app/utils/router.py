@@ -1,6 +1,6 @@
 from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import EmailStr
 
@@ -9,13 +9,14 @@ from app.core.config import Settings
 from app.core.deps import SessionDep
 from app.core.health import CheckState
 from app.core.problems import PROBLEM_JSON, RETRY_AFTER_SECONDS, problem, problem_responses
+from app.core.routing import FeatureRouter
 from app.core.schemas import Message
 from app.emails import service as emails_service
 from app.users.deps import get_superuser
 from app.utils.schemas import Liveness, Readiness
 
-public_router = APIRouter(prefix="/utils", tags=["utils"])
-router = APIRouter(prefix="/utils", tags=["utils"])
+public_router = FeatureRouter(prefix="/utils", tags=["utils"])
+router = FeatureRouter(prefix="/utils", tags=["utils"])
 
 
 # A 503 of the probes: a problem that also names each check and its state.
