@@ -249,7 +249,7 @@ def bench(args: argparse.Namespace, argv: list[str], workdir: Path) -> str:
     if any(w > 1 for w in plan.workers):
         results.notes.append(
             "with N workers, each worker's pool (ours, ceiling) is 1/N of the default: the same "
-            "20 connections per server as with one worker, as PostgreSQL's max_connections is "
+            "connections per server as with one worker, as PostgreSQL's max_connections is "
             "shared by the servers of the run (see bench/servers.py `pooled`)"
         )
     settle = Settler(url, databases)

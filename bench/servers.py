@@ -71,7 +71,7 @@ class Target:
 
 
 def pooled(env: dict[str, str], workers: int) -> dict[str, str]:
-    """`env` with each worker's pool a `workers`-th of the default: N workers hold the same 20
+    """`env` with each worker's pool a `workers`-th of the default: N workers hold the same
     connections as one. PostgreSQL's `max_connections` (100 by default) is shared by the three
     servers of a run, and by anyone else on the machine; two workers each at the default, plus
     the ceiling's, plus the template's, ask for more than that under load."""
