@@ -23,7 +23,7 @@ an authenticated `GET` made five round trips for its two `SELECT`s. Here
 import re
 import time
 from functools import lru_cache
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from sqlalchemy.dialects.postgresql.asyncpg import (
     AsyncAdapt_asyncpg_connection,
@@ -102,8 +102,7 @@ class _AsyncpgCursor(AsyncAdapt_asyncpg_cursor):
     __slots__ = ()
 
     async def _prepare_and_execute(self, operation: str, parameters: Any) -> None:
-        connection = self._adapt_connection
-        assert isinstance(connection, _AsyncpgConnection)
+        connection = cast(_AsyncpgConnection, self._adapt_connection)  # its own cursor class
         connection._begin_deferred = _reads_only(operation)
         try:
             await super()._prepare_and_execute(operation, parameters)  # type: ignore[no-untyped-call]

@@ -26,11 +26,9 @@ from sqlalchemy.engine import URL, make_url
 from app.core.config import Settings, normalize_database_url
 from app.core.db import create_engine
 from app.main import create_app
-from tests.benchmarks.server import free_port, server_command
+from tests.benchmarks.server import free_port, start_server
 from tests.conftest import TEST_SECRET, _reset_and_migrate
 from tests.core.faultproxy import FaultProxy
-
-ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -190,16 +188,7 @@ async def real_server(env: dict[str, str], log_path: Path) -> AsyncIterator[http
     """The app as the Dockerfile starts it (`app.serve`, the bounded protocol), in a process of
     its own, and a client of it once it is live; stopped (SIGTERM) at the end."""
     port = free_port()
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(  # noqa: S603, ASYNC220 - our interpreter, fixed arguments
-            server_command(port),
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    server = start_server(port, env, log_path)
     try:
         async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1") as client:
             await eventually(client, "/utils/live/", 200, within=30)
