@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import structlog
 from fastapi import Depends, Request
@@ -25,13 +25,12 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from app.core.config import Settings
 from app.core.deps import SettingsDep
+
+if TYPE_CHECKING:
+    from redis.asyncio import ConnectionPool
 from app.core.errors import AppError, ServiceUnavailable
 
 log = structlog.get_logger(__name__)
@@ -47,9 +46,9 @@ STORAGE_TIMEOUT_SECONDS = 0.5
 STORAGE_RETRY_SECONDS = 1.0
 KEY_PREFIX = "throttle"
 
-# What an unreachable or failing Redis raises: redis-py wraps socket errors in RedisError
-# (ConnectionError, TimeoutError); limits wraps some in StorageError; OSError for the rest.
-_STORAGE_ERRORS = (RedisError, StorageError, OSError)
+# What an unreachable or failing storage raises: limits wraps some errors in StorageError; OSError
+# for the rest; with Redis, redis-py wraps socket errors in RedisError (see `_redis_storage`).
+_STORAGE_ERRORS: tuple[type[Exception], ...] = (StorageError, OSError)
 
 T = TypeVar("T")
 
@@ -90,6 +89,31 @@ def _limits_uri(redis_url: str) -> str:
     return "async+" + redis_url
 
 
+def _redis_storage(
+    redis_url: str, key_prefix: str
+) -> tuple["ConnectionPool", Storage, tuple[type[Exception], ...]]:
+    """Our own pool, so the timeouts apply and shutdown can close it; the storage on it; what it
+    raises when Redis fails. redis-py is imported here, only when Redis is configured: importing
+    it costs about a second, a fifth of the app's start."""
+    from redis.asyncio import ConnectionPool
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+
+    pool = ConnectionPool.from_url(
+        redis_url,
+        socket_connect_timeout=STORAGE_TIMEOUT_SECONDS,
+        socket_timeout=STORAGE_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 0),
+    )
+    # limits' options are typed for scalars, hence the dict.
+    options: dict[str, Any] = {"connection_pool": pool}
+    storage = RedisStorage(
+        _limits_uri(redis_url), implementation="redispy", key_prefix=key_prefix, **options
+    )
+    return pool, storage, (RedisError, *_STORAGE_ERRORS)
+
+
 class Throttle:
     """The app's request limits (`app.state.throttle`), built from Settings.
 
@@ -120,23 +144,10 @@ class Throttle:
         self._skip_storage_until = 0.0
         self._degraded = False
         self._pool: ConnectionPool | None = None
+        self._errors = _STORAGE_ERRORS
         storage: Storage
         if settings.REDIS_URL:
-            self._pool = ConnectionPool.from_url(
-                settings.REDIS_URL,
-                socket_connect_timeout=STORAGE_TIMEOUT_SECONDS,
-                socket_timeout=STORAGE_TIMEOUT_SECONDS,
-                retry=Retry(NoBackoff(), 0),
-            )
-            # Our own pool, so the timeouts above apply and shutdown can close it (limits'
-            # options are typed for scalars, hence the dict).
-            options: dict[str, Any] = {"connection_pool": self._pool}
-            storage = RedisStorage(
-                _limits_uri(settings.REDIS_URL),
-                implementation="redispy",
-                key_prefix=key_prefix,
-                **options,
-            )
+            self._pool, storage, self._errors = _redis_storage(settings.REDIS_URL, key_prefix)
         else:
             storage = MemoryStorage()
             if self.enabled and settings.ENVIRONMENT == "production":
@@ -193,6 +204,8 @@ class Throttle:
     async def ping(self) -> None:
         """Raise unless Redis answers (readiness); within the storage timeouts, no retries."""
         if self._pool is not None:
+            from redis.asyncio import Redis
+
             await Redis(connection_pool=self._pool).ping()
 
     async def aclose(self) -> None:
@@ -221,7 +234,7 @@ class Throttle:
             return self._unavailable(fallback)
         try:
             result = await call()
-        except _STORAGE_ERRORS as error:
+        except self._errors as error:
             self._skip_storage_until = time.monotonic() + self._storage_retry_seconds
             if not self._degraded:
                 # Once per outage: under load, a line per request would drown the logs.

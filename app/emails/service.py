@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
 import anyio
 import structlog
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
@@ -29,6 +29,9 @@ from app.core.config import Settings
 from app.core.db import utcnow
 from app.emails import crud
 from app.emails.models import FAILED, LOGGED, PENDING, SENT, SKIPPED, OutboxEmail
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 log = structlog.get_logger(__name__)
 
@@ -76,12 +79,18 @@ def _wake_senders(session: Session) -> None:
             sender.wake()
 
 
-_templates = Environment(
-    loader=PackageLoader("app.emails", "templates"),
-    autoescape=select_autoescape(["html"]),
-    undefined=StrictUndefined,  # a missing variable is a bug, not an empty link
-    enable_async=False,
-)
+@cache
+def _templates() -> "Environment":
+    # Built at the first email, not at import: jinja2 is a tenth of the app's import time, and
+    # most processes (tests, CLI, an instance without EMAIL_SENDER) render none.
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    return Environment(
+        loader=PackageLoader("app.emails", "templates"),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,  # a missing variable is a bug, not an empty link
+        enable_async=False,
+    )
 
 
 def render(composed: Composed, settings: Settings) -> EmailMessage:
@@ -100,9 +109,9 @@ def render(composed: Composed, settings: Settings) -> EmailMessage:
     message["To"] = composed.recipient
     message["Subject"] = composed.subject
     message["Message-ID"] = make_msgid(domain=sender_address.rpartition("@")[2] or None)
-    message.set_content(_templates.get_template(f"{composed.template}.txt").render(context))
+    message.set_content(_templates().get_template(f"{composed.template}.txt").render(context))
     message.add_alternative(
-        _templates.get_template(f"{composed.template}.html").render(context), subtype="html"
+        _templates().get_template(f"{composed.template}.html").render(context), subtype="html"
     )
     return message
 
