@@ -18,7 +18,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev migrate migration feature test test-postgres contract lint contracts format bench soak clean
+.PHONY: help install dev migrate seed migration feature test test-postgres contract lint contracts format bench soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ install: $(VENV)/.installed ## Create .venv with the locked dependencies
 
 migrate: install ## Upgrade the database to the latest migration
 	$(BIN)/alembic upgrade head
+
+seed: migrate ## Add realistic users and items to the development database: make seed [users=25 items=40]
+	$(BIN)/python -m tools.seed $(if $(users),--users $(users)) $(if $(items),--items $(items))
 
 migration: install ## Autogenerate a migration with the next id: make migration m="orders: add status"
 	@test -n "$(m)" || { echo 'usage: make migration m="<feature>: <what changes>"'; exit 2; }
