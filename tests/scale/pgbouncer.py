@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from tests.benchmarks.server import free_port
+from tests.benchmarks.server import free_port, stop_server
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
@@ -95,9 +95,4 @@ def pgbouncer(url: URL, workdir: Path) -> Iterator[URL]:
             time.sleep(0.05)
         yield url.set(host=HOST, port=port, password=None)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)
