@@ -116,6 +116,15 @@ class Settings(BaseSettings):
     gives up one second later when the server does not answer at all (a frozen server or a lost
     network). Either way the request answers 503 with `Retry-After`. Migrations are not bound."""
 
+    DB_PGBOUNCER_TRANSACTION_MODE: bool = False
+    """`DATABASE_URL` is a PgBouncer in `pool_mode = transaction` (PostgreSQL): consecutive
+    transactions of one connection may run on different server connections, so no statement is
+    kept prepared between them (each is sent unnamed, and parsed once more when run), and
+    `DB_STATEMENT_TIMEOUT_SECONDS` is not sent (PgBouncer refuses it as a connection parameter):
+    the driver still gives up at it plus a second, but the statement runs on, holding a server
+    connection. Set it on the database role too (`ALTER ROLE ... SET statement_timeout = '5s'`)
+    for PostgreSQL to cancel a slow statement itself."""
+
     HEALTH_TIMEOUT_SECONDS: float = Field(default=2.0, gt=0)
     """Longest the readiness and health checks wait for each dependency (database, Redis) before
     they answer 503."""

@@ -106,6 +106,25 @@ def _sqlite_listeners(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _unnamed_statement() -> str:
+    return ""
+
+
+# Behind PgBouncer in transaction mode, a connection's transactions (and its statements outside
+# one) may each run on another server connection. A named prepared statement would then be
+# missing there ("prepared statement ... does not exist"), or collide with another client's
+# ("already exists"), and never be freed. So: no cache of prepared statements, in SQLAlchemy's
+# adapter or in asyncpg, and every statement unnamed. asyncpg then sends it as Parse, Describe,
+# Flush (for the result's columns), and again as Parse, Bind, Execute, Sync: the run is one
+# message sequence, complete on whichever server connection gets it, and the unnamed statement
+# is replaced by the next one instead of piling up on the server.
+TRANSACTION_POOLING_CONNECT_ARGS: dict[str, Any] = {
+    "statement_cache_size": 0,
+    "prepared_statement_cache_size": 0,
+    "prepared_statement_name_func": _unnamed_statement,
+}
+
+
 def create_engine(settings: Settings, *, statement_timeout: bool = True) -> AsyncEngine:
     """The app's engine. `statement_timeout=False` lifts the per-statement limit (PostgreSQL):
     for migrations, which may rightly run longer than a request."""
@@ -128,11 +147,16 @@ def create_engine(settings: Settings, *, statement_timeout: bool = True) -> Asyn
         _sqlite_listeners(engine)
         return engine
     connect_args: dict[str, Any] = {"timeout": settings.DB_CONNECT_TIMEOUT_SECONDS}
+    pgbouncer = settings.DB_PGBOUNCER_TRANSACTION_MODE
+    if pgbouncer:
+        connect_args.update(TRANSACTION_POOLING_CONNECT_ARGS)
     if statement_timeout:
         seconds = settings.DB_STATEMENT_TIMEOUT_SECONDS
         # The server cancels a slow statement and says so (57014); the driver's own limit, a
-        # second later, is for a server that says nothing at all.
-        connect_args["server_settings"] = {"statement_timeout": str(round(seconds * 1000))}
+        # second later, is for a server that says nothing at all. PgBouncer refuses the first
+        # ("unsupported startup parameter"): there, the role's own setting does it.
+        if not pgbouncer:
+            connect_args["server_settings"] = {"statement_timeout": str(round(seconds * 1000))}
         connect_args["command_timeout"] = seconds + DRIVER_TIMEOUT_MARGIN_SECONDS
     engine = create_async_engine(
         settings.DATABASE_URL,

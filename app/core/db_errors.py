@@ -15,6 +15,11 @@ an authenticated `GET` made five round trips for its two `SELECT`s. Here
   began, in a transaction or not, so the reads see the same rows; the writes stay one
   transaction, committed at the end of the request. A request that only reads commits nothing.
   A connection set to another isolation level is left alone (its snapshot would move).
+  Behind PgBouncer in transaction mode such a read runs on whichever server connection PgBouncer
+  picks for it, which is as good: each statement is sent whole and unnamed
+  (`DB_PGBOUNCER_TRANSACTION_MODE`, app.core.db), and the app keeps nothing in a server session
+  that a later statement relies on (no `SET`, advisory lock, `LISTEN` or temporary table; the
+  isolation level is sent with each `BEGIN`).
 - the ping is skipped for a connection used less than `PING_AFTER_IDLE_SECONDS` ago whose
   socket is still open: a server that restarted or reset the connection closed the socket,
   which asyncpg has seen; one that went silent meanwhile costs that one statement its timeout.
