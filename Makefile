@@ -14,7 +14,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev migrate migration feature test test-postgres contract lint contracts format bench soak clean
+.PHONY: help install dev migrate migration feature test test-postgres contract lint contracts openapi format bench soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 install: $(VENV)/.installed ## Create .venv with the locked dependencies
 
 migrate: install ## Upgrade the database to the latest migration
-	$(BIN)/alembic upgrade head
+	$(BIN)/python -m app migrate
 
 migration: install ## Autogenerate a migration with the next id: make migration m="orders: add status"
 	@test -n "$(m)" || { echo 'usage: make migration m="<feature>: <what changes>"'; exit 2; }
@@ -41,8 +41,7 @@ feature: install ## Generate a feature package, its tests and migration: make fe
 	$(BIN)/python -m tools.scaffold feature "$(name)" $(if $(singular),--singular "$(singular)")
 
 dev: migrate ## Serve on HOST:PORT (127.0.0.1:8000) with reload
-	$(BIN)/python -m app.serve app.main:create_app --factory --http app.core.protocol:HttpToolsProtocol \
-		--reload --host $(HOST) --port $(PORT)
+	$(BIN)/python -m app serve --reload --host $(HOST) --port $(PORT)
 
 test: install ## Run the test suite (SQLite; TEST_DATABASE_URL picks another database)
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -69,6 +68,9 @@ bench: install ## wrk against ours, the same-work ceiling and the floor (BENCH_D
 
 soak: install ## Mixed load on a real server, then check the database holds what clients were told (SOAK_DATABASE_URL)
 	$(BIN)/python -m tests.soak.run $(if $(SOAK_DATABASE_URL),--database-url $(SOAK_DATABASE_URL)) $(SOAK_ARGS)
+
+openapi: install ## Write the OpenAPI document to openapi.json (a test fails when it is out of date)
+	$(BIN)/python -m app openapi --output openapi.json
 
 format: install ## Fix what ruff can fix
 	$(BIN)/ruff check --fix .
