@@ -1,12 +1,12 @@
 # Production image: the locked dependencies in a virtualenv, the source tree, a non-root user.
 #
 #   docker build -t app .
-#   docker run --rm -e DATABASE_URL=... -e SECRET_KEY=... -e FIRST_SUPERUSER_PASSWORD=... app alembic upgrade head
+#   docker run --rm -e DATABASE_URL=... -e SECRET_KEY=... -e FIRST_SUPERUSER_PASSWORD=... app python -m app migrate
 #   docker run -d -p 8000:8000 -e DATABASE_URL=... -e SECRET_KEY=... -e FIRST_SUPERUSER_PASSWORD=... app
 #
 # Migrations are NOT run when the container starts: with several replicas (or WEB_CONCURRENCY > 1)
 # they would race each other, and a failed migration should stop the deploy, not crash-loop the
-# service. Run `alembic upgrade head` in the image as a separate deploy step, before rolling out.
+# service. Run `python -m app migrate` in the image as a separate deploy step, before rolling out.
 
 # Both stages must use the same image: the venv's `python` is a symlink to this image's interpreter.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -86,9 +86,10 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # `--forwarded-allow-ips=*`: any client could then name its own address and dodge the
 # per-address limits.
 # --no-access-log: RequestContextMiddleware already logs each request once, with its request id.
-# app.serve: uvicorn's command line (all its options and UVICORN_* variables), with a shutdown
-# that loses no request, also with several workers (see app/serve.py).
-# --http app.core.protocol:HttpToolsProtocol: httptools with a bound on the request headers
-# (MAX_REQUEST_HEADER_BYTES, MAX_REQUEST_HEADERS); plain httptools has none.
+# `python -m app serve`: uvicorn's command line (all its options and UVICORN_* variables) for
+# app.main:create_app, with a shutdown that loses no request, also with several workers (see
+# app/serve.py), and by default `--http app.core.protocol:HttpToolsProtocol`: httptools with a
+# bound on the request headers (MAX_REQUEST_HEADER_BYTES, MAX_REQUEST_HEADERS); plain httptools
+# has none.
 # Exec form: the server is PID 1 and gets SIGTERM directly, so it shuts down gracefully.
-CMD ["python", "-m", "app.serve", "app.main:create_app", "--factory", "--http", "app.core.protocol:HttpToolsProtocol", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--no-access-log"]
+CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--no-access-log"]

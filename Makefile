@@ -18,7 +18,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev migrate seed migration feature test test-postgres contract lint contracts format bench soak clean
+.PHONY: help install dev migrate seed migration feature test test-postgres contract lint contracts openapi format bench soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 install: $(VENV)/.installed ## Create .venv with the locked dependencies
 
 migrate: install ## Upgrade the database to the latest migration
-	$(BIN)/alembic upgrade head
+	$(BIN)/python -m app migrate
 
 seed: migrate ## Add realistic users and items to the development database: make seed [users=25 items=40]
 	$(BIN)/python -m tools.seed $(if $(users),--users $(users)) $(if $(items),--items $(items))
@@ -48,8 +48,7 @@ feature: install ## Generate a feature package, its tests and migration: make fe
 	$(BIN)/python -m tools.scaffold feature "$(name)" $(if $(singular),--singular "$(singular)")
 
 dev: migrate ## Serve on HOST:PORT (127.0.0.1:8000) with reload
-	$(BIN)/python -m app.serve app.main:create_app --factory --http app.core.protocol:HttpToolsProtocol \
-		--reload --host $(HOST) --port $(PORT)
+	$(BIN)/python -m app serve --reload --host $(HOST) --port $(PORT)
 
 # Line coverage of app/ by the tests' own process (servers the tests start in subprocesses are
 # not traced), printed for the files with misses; COVERAGE_FLOOR fails the run below it (CI: 90).
@@ -77,6 +76,9 @@ bench: install ## wrk against ours, the same-work ceiling and the floor (BENCH_D
 
 soak: install ## Mixed load on a real server, then check the database holds what clients were told (SOAK_DATABASE_URL)
 	$(BIN)/python -m tests.soak.run $(if $(SOAK_DATABASE_URL),--database-url $(SOAK_DATABASE_URL)) $(SOAK_ARGS)
+
+openapi: install ## Write the OpenAPI document to openapi.json (a test fails when it is out of date)
+	$(BIN)/python -m app openapi --output openapi.json
 
 format: install ## Fix what ruff can fix
 	$(BIN)/ruff check --fix .

@@ -83,5 +83,11 @@ _cli.Multiprocess = _Supervisor  # type: ignore[attr-defined]
 _cli.Server = _Server  # type: ignore[attr-defined]
 multiprocess.Server = _Server  # type: ignore[attr-defined]
 
+
+def run(args: list[str] | None = None, *, prog_name: str | None = None) -> None:
+    """uvicorn's command line with these arguments (default: the process's); exits."""
+    _cli.main.main(args=args, prog_name=prog_name)
+
+
 if __name__ == "__main__":
-    _cli.main()
+    run()

@@ -1,6 +1,6 @@
 """The servers the benchmark drives: ours as production starts it, and the references.
 
-Ours: `python -m app.serve` (the Dockerfile's command) with uvloop, the bounded httptools
+Ours: `python -m app serve` (the Dockerfile's command) with uvloop, the bounded httptools
 protocol, ENVIRONMENT=production (a random SECRET_KEY, so the production refusals pass), JSON
 logs at INFO into a log file, and MALLOC_ARENA_MAX=2 as in the image. The references run under
 plain uvicorn with uvloop and httptools, the same worker count and the same environment.

@@ -70,7 +70,17 @@ def render(features: tuple[Feature, ...] = FEATURES) -> str:
             "app/ that is not in FEATURES (never mounted, never migrated, never checked) breaks "
             "this contract. Add it to FEATURES and run `make contracts`.",
             "containers =\n    app\n"
-            + _lines("layers", ["main | migrations | serve", "features", *feature_layers, "core"])
+            + _lines(
+                "layers",
+                [
+                    "__main__",
+                    "cli",
+                    "main | migrations | serve",
+                    "features",
+                    *feature_layers,
+                    "core",
+                ],
+            )
             + "exhaustive = True\n",
             kind="layers",
         ),

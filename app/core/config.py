@@ -5,7 +5,7 @@ import json
 import os
 import sys
 from functools import lru_cache
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 import limits
 from pydantic import (
@@ -23,6 +23,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # Usable with no setup on a laptop; the app refuses to start with them in production.
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-0123456789"  # noqa: S105
 DEV_SUPERUSER_PASSWORD = "changethis"  # noqa: S105
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 # Part of the contract with clients, so a constant rather than a setting.
 API_V1_PREFIX = "/api/v1"
@@ -325,11 +327,18 @@ class Settings(BaseSettings):
             raise ValueError(f"OIDC_PROVIDERS names must be unique; listed twice: {twice}")
         return value
 
-    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    """Minimum level of log lines."""
+    LOG_LEVEL: LogLevel = "INFO"
+    """Minimum level of log lines: `DEBUG`, `INFO`, `WARNING` or `ERROR`, in any case."""
 
     LOG_JSON: bool | None = None
     """JSON log lines; defaults to on in production and off elsewhere."""
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.upper() in get_args(LogLevel):
+            return value.upper()  # `info` as well as `INFO`: logging's names, any case
+        raise ValueError(f"LOG_LEVEL must be one of {', '.join(get_args(LogLevel))} (any case)")
 
     @field_validator("BACKEND_CORS_ORIGINS", mode="before")
     @classmethod
@@ -472,12 +481,18 @@ def get_settings() -> Settings:
         # A deploy log should say what to fix, once per problem, without a traceback around it.
         # Exit status 3 is uvicorn's "failed to start": with --workers, the parent stops too
         # instead of restarting the worker forever.
-        lines = []
-        for problem in error.errors():
-            message = str(problem["msg"]).removeprefix("Value error, ")
-            field = ".".join(str(part) for part in problem["loc"])
-            for line in message.splitlines():
-                named = not field or line.startswith(field)
-                lines.append(f"  {line}" if named else f"  {field}: {line}")
+        lines = [f"  {line}" for line in refusals(error)]
         print("refusing to start, the settings are invalid:", *lines, sep="\n", file=sys.stderr)
         raise SystemExit(3) from None
+
+
+def refusals(error: ValidationError) -> list[str]:
+    """What is wrong with the settings, one line per problem, each naming the setting."""
+    lines = []
+    for problem in error.errors():
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        field = ".".join(str(part) for part in problem["loc"])
+        for line in message.splitlines():
+            named = not field or line.startswith(field)
+            lines.append(line if named else f"{field}: {line}")
+    return lines

@@ -150,10 +150,10 @@ def server_command(port: int, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        # uvicorn's command line, with a supervisor that stops listening when shutdown begins.
-        "app.serve",
-        "app.main:create_app",
-        "--factory",
+        # As the Dockerfile: uvicorn's command line for the app, with a supervisor that stops
+        # listening when shutdown begins (app/serve.py).
+        "app",
+        "serve",
         "--http",
         HTTP_PROTOCOL,
         "--host",

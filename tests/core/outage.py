@@ -185,8 +185,8 @@ async def eventually(client: httpx2.AsyncClient, path: str, status: int, within:
 
 @asynccontextmanager
 async def real_server(env: dict[str, str], log_path: Path) -> AsyncIterator[httpx2.AsyncClient]:
-    """The app as the Dockerfile starts it (`app.serve`, the bounded protocol), in a process of
-    its own, and a client of it once it is live; stopped (SIGTERM) at the end."""
+    """The app as the Dockerfile starts it (`python -m app serve`, the bounded protocol), in a
+    process of its own, and a client of it once it is live; stopped (SIGTERM) at the end."""
     port = free_port()
     server = start_server(port, env, log_path)
     try:

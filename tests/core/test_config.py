@@ -138,3 +138,21 @@ def test_an_invalid_setting_stops_the_process_with_one_line_and_no_traceback(
     assert "  REDIS_URL must start with redis://, rediss:// or unix://" in lines
     assert any(line.startswith("  SMTP_PORT: ") for line in lines), lines
     assert len(lines) == 3
+
+
+@pytest.mark.parametrize("given", ["info", "INFO", "Info", "iNfO"])
+def test_log_level_is_case_insensitive(given: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", given)
+    assert Settings(_env_file=None).LOG_LEVEL == "INFO"
+    assert Settings(_env_file=None, LOG_LEVEL="warning").LOG_LEVEL == "WARNING"
+
+
+@pytest.mark.parametrize("given", ["verbose", "", "INFO ", "critical", 20])
+def test_an_unknown_log_level_names_the_allowed_ones(given: object) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None, LOG_LEVEL=given)
+    (error,) = refused.value.errors()
+    assert error["loc"] == ("LOG_LEVEL",)
+    assert error["msg"] == (
+        "Value error, LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR (any case)"
+    )

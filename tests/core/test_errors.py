@@ -4,6 +4,7 @@ import uuid
 from typing import Any
 
 import httpx2
+import jsonschema_rs
 import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
@@ -65,6 +66,39 @@ async def test_openapi_documents_errors_as_problems(client: httpx2.AsyncClient) 
         assert list(operation["responses"][status]["content"]) == ["application/problem+json"]
     patch_schema = spec["components"]["schemas"]["ItemUpdate"]["properties"]["title"]
     assert "null" not in str(patch_schema)
+
+
+async def test_every_error_response_refers_to_the_one_problem_schema(
+    client: httpx2.AsyncClient, user_headers: dict[str, str]
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    errors = [
+        (f"{method} {path} {status}", response)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        for status, response in operation["responses"].items()
+        if int(status) >= 400
+    ]
+    assert len(errors) > 100
+    for where, response in errors:
+        (schema,) = [body["schema"] for body in response["content"].values()]
+        assert list(response["content"]) == ["application/problem+json"], where
+        # The readiness probes' 503 adds the state of each check to the problem.
+        assert problem_ref in (schema, *schema.get("allOf", [])), where
+    # Defined once, not inlined anywhere.
+    assert str(document).count("'title': 'Problem'") == 1
+
+    # What the document says is what the errors are.
+    problem = document["components"]["schemas"]["Problem"]
+    for response in (
+        await client.get("/no/such/route"),
+        await client.post("/users/signup", json={"email": "nope"}),
+        await client.get("/users/me"),
+        await client.get(f"/items/{uuid.uuid4()}", headers=user_headers),
+    ):
+        assert response.headers["content-type"] == "application/problem+json"
+        jsonschema_rs.validate(problem, response.json())
 
 
 async def test_validation_error_lists_fields_and_says_what_is_wrong(

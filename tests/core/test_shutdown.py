@@ -1,4 +1,4 @@
-"""SIGTERM to a real `uvicorn --workers 2` (`python -m app.serve`, as the Dockerfile runs it)
+"""SIGTERM to a real `uvicorn --workers 2` (`python -m app serve`, as the Dockerfile runs it)
 under a steady stream of writes from several clients: what was acknowledged is stored, what was in
 flight is answered in full, what comes after is refused (never reset, never a 5xx); a request
 still unfinished at the graceful timeout (`UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN`) is given up; each
