@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from app import features
 from app.core.config import API_V1_PREFIX, DEV_SECRET_KEY, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
+from app.core.docs import DOCS_CSP, install_docs
 from app.core.headers import ResponseHeadersMiddleware
 from app.core.limits import RequestLimitsMiddleware
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
@@ -61,10 +62,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title=settings.PROJECT_NAME,
         generate_unique_id_function=_operation_id,
-        # Off in production unless DOCS_ENABLED: then all three are 404s.
+        # Off in production unless DOCS_ENABLED: then the document and the pages are 404s.
         openapi_url=f"{API_V1_PREFIX}/openapi.json" if settings.docs_enabled else None,
-        docs_url="/docs" if settings.docs_enabled else None,
-        redoc_url="/redoc" if settings.docs_enabled else None,
+        # FastAPI's pages load Swagger UI and ReDoc from a CDN: install_docs serves ours below.
+        docs_url=None,
+        redoc_url=None,
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -86,12 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Inside the headers middleware, so its 503 carries them too.
     app.add_middleware(AnswerCancelledRequests)
     app.add_middleware(
-        ResponseHeadersMiddleware,
-        docs_paths=(
-            [app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url]
-            if settings.docs_enabled
-            else []
-        ),
+        ResponseHeadersMiddleware, page_csp=DOCS_CSP if settings.docs_enabled else {}
     )
     # Added last, so it is outermost: CORS preflights get an id and a log line too.
     app.add_middleware(RequestContextMiddleware)
@@ -110,4 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 dependencies=[Depends(get_current_user)],
                 responses=problem_responses(400, 401, 403, 404, 422),
             )
+    if app.openapi_url:
+        # After the API's routes, so that no API request tries the docs' first.
+        install_docs(app, openapi_url=app.openapi_url)
     return app

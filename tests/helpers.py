@@ -1,8 +1,11 @@
 """Assertions every feature's tests share."""
 
+import os
+import shutil
 from typing import Any
 
 import httpx2
+import pytest
 
 
 def assert_problem(response: httpx2.Response, status: int, *, type_: str | None = None) -> Any:
@@ -25,6 +28,18 @@ def assert_unauthorized(response: httpx2.Response) -> Any:
     body = assert_problem(response, 401)
     assert response.headers["www-authenticate"].startswith("Bearer")
     return body
+
+
+def require_program(program: str, *, install: str) -> str:
+    """The path of `program`. When it is missing the test skips, except in CI (`CI=true`, as the
+    CI runner sets it), where .ci/run installs it: there the test fails rather than hide."""
+    found = shutil.which(program)
+    if found:
+        return found
+    reason = f"{program} is not installed ({install})"
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"{reason}, and this is CI, whose .ci/run installs it", pytrace=False)
+    pytest.skip(reason)
 
 
 async def login(client: httpx2.AsyncClient, email: str, password: str) -> httpx2.Response:

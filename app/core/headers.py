@@ -1,15 +1,12 @@
 """What every response says about itself: security headers, caching, and HEAD for every GET."""
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # The API answers JSON that no browser should render, frame or load anything for.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
-# The interactive docs load Swagger UI and ReDoc from a CDN with inline scripts: forbidding only
-# framing keeps them working (see README, Running in production).
-DOCS_CSP = "frame-ancestors 'none'"
 HSTS = "max-age=31536000; includeSubDomains"
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -44,17 +41,18 @@ class ResponseHeadersMiddleware:
       unchanged, as RFC 9110 makes HEAD implied by GET.
     """
 
-    def __init__(self, app: ASGIApp, *, docs_paths: Iterable[str | None] = ()) -> None:
+    def __init__(self, app: ASGIApp, *, page_csp: Mapping[str, str] | None = None) -> None:
         self.app = app
-        self.docs_paths = frozenset(path for path in docs_paths if path)
-        # The four sets a response can get, built once rather than per request.
+        # The pages a browser renders (the interactive docs) and the CSP each needs.
+        self.page_csp = dict(page_csp or {})
+        # The sets a response can get, built once rather than per request.
         self._extra = {
-            (https, docs): (
-                *security_headers(https=https, csp=DOCS_CSP if docs else API_CSP),
+            (https, csp): (
+                *security_headers(https=https, csp=csp),
                 (b"cache-control", b"no-store"),
             )
             for https in (False, True)
-            for docs in (False, True)
+            for csp in {API_CSP, *self.page_csp.values()}
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -67,7 +65,9 @@ class ResponseHeadersMiddleware:
         if head and _serves_get(scope):
             # A copy: the server's own scope must still say HEAD, so that it sends no body.
             scope = {**scope, "method": "GET"}
-        extra = self._extra[scope.get("scheme") == "https", scope["path"] in self.docs_paths]
+        extra = self._extra[
+            scope.get("scheme") == "https", self.page_csp.get(scope["path"], API_CSP)
+        ]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -2,7 +2,6 @@
 (bench/floor.py under uvicorn) counts answers, statuses and latencies as they happened."""
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,16 +9,14 @@ import pytest
 
 from bench import servers, wrk
 from bench.wrk import Call
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("wrk") is None, reason="wrk is not installed (apt-get install -y wrk)"
-)
+from tests.helpers import require_program
 
 ITEM = "/api/v1/items/{id}"
 
 
 @pytest.fixture(scope="module")
 def floor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Target]:
+    require_program("wrk", install="apt-get install -y wrk")  # every test that runs wrk has it
     workdir = tmp_path_factory.mktemp("floor")
     target = servers.start_uvicorn(
         "floor", "bench.floor:create_app", dict(os.environ), workdir, 1, "/api/v1/items/1"

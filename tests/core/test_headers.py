@@ -78,15 +78,21 @@ async def test_a_500_carries_them_too(settings: Settings) -> None:
     assert "strict-transport-security" in response.headers
 
 
-async def test_the_docs_pages_may_load_their_scripts_but_not_be_framed(
+async def test_the_docs_pages_load_scripts_from_this_server_only_and_are_not_framed(
     client: httpx2.AsyncClient,
 ) -> None:
     for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
         response = await client.get(f"http://test{path}")
         assert response.status_code == 200, path
-        # Swagger UI and ReDoc come from a CDN with inline scripts: only framing is forbidden.
-        assert_secure(response, csp="frame-ancestors 'none'")
-        assert response.headers["content-security-policy"] == "frame-ancestors 'none'"
+        assert_secure(response, csp="default-src 'none'")
+        policy = dict(
+            directive.strip().split(" ", 1)
+            for directive in response.headers["content-security-policy"].split(";")
+        )
+        # Swagger UI and ReDoc come from this server (app.core.docs), with no inline script.
+        assert policy["script-src"] == "'self'", path
+        assert policy["connect-src"] == "'self'", path
+        assert policy["frame-ancestors"] == "'none'", path
 
 
 async def test_a_route_that_sets_its_own_cache_control_keeps_it(
@@ -150,7 +156,8 @@ async def test_docs_off_are_404s(settings: Settings) -> None:
     app = create_app(settings.model_copy(update={"DOCS_ENABLED": False}))
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
-        for path in ("/docs", "/redoc", "/docs/oauth2-redirect", "/api/v1/openapi.json"):
+        docs = ("/docs", "/redoc", "/docs/oauth2-redirect", "/docs/swagger-ui-bundle.js")
+        for path in (*docs, "/redoc/redoc.standalone.js", "/api/v1/openapi.json"):
             response = await client.get(path)
             assert_problem(response, 404)
             assert_secure(response)

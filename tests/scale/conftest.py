@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL
 from tests.benchmarks.server import free_port
 from tests.core import outage
 from tests.emails.test_delivery import Mailbox, smtp_server
+from tests.helpers import require_program
 from tests.scale import pgbouncer
 from tests.scale.instances import Instance, instance_env, two_instances
 
@@ -50,8 +51,7 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
 @pytest.fixture(scope="session")
 def bouncer_url(scale_url: URL) -> Iterator[URL]:
     """The scale database through a PgBouncer in transaction mode, for the whole run."""
-    if pgbouncer.executable() is None:
-        pytest.skip("pgbouncer is not installed (apt-get install -y pgbouncer)")
+    require_program("pgbouncer", install="apt-get install -y pgbouncer")
     # Outside pytest's private temporary directory: PgBouncer, started as root, runs as nobody.
     with (
         tempfile.TemporaryDirectory(prefix="pgbouncer-") as workdir,
