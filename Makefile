@@ -53,13 +53,15 @@ test-postgres: install ## Run the test suite on PostgreSQL (TEST_POSTGRES_URL)
 contract: install ## Fuzz a real server against its OpenAPI schema (schemathesis; CONTRACT_DATABASE_URL)
 	$(BIN)/python -m tests.contract.run $(if $(CONTRACT_DATABASE_URL),--database-url $(CONTRACT_DATABASE_URL))
 
-lint: install ## ruff, ruff format --check, mypy --strict, import-linter, hadolint
+lint: install ## ruff, ruff format --check, mypy --strict, import-linter, hadolint, compose schema
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m tools.contracts --check
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/hadolint Dockerfile
+	# The Compose Specification's JSON schema, as vendored by check-jsonschema (pinned in uv.lock).
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
 
 contracts: install ## Regenerate the import contracts (.importlinter) from app/features.py
 	$(BIN)/python -m tools.contracts
