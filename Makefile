@@ -60,7 +60,7 @@ lint: install ## ruff, ruff format --check, mypy --strict, import-linter, hadoli
 	$(BIN)/python -m tools.contracts --check
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/hadolint Dockerfile
-	# The Compose Specification's JSON schema, as vendored by check-jsonschema (pinned in uv.lock).
+# The Compose Specification's JSON schema, as vendored by check-jsonschema (pinned in uv.lock).
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
 
 contracts: install ## Regenerate the import contracts (.importlinter) from app/features.py
