@@ -2,11 +2,12 @@
 a stand-in for /app in a temporary directory (a fresh virtualenv from `uv sync --frozen --no-dev`),
 then, with the Dockerfile's ENV, a writable directory for /data and `ENVIRONMENT=staging`, the
 compose file's migrate command and the Dockerfile's CMD serve on the PORT given, and its
-HEALTHCHECK command passes.
+HEALTHCHECK command passes. With the image's defaults (production, SQLite), migrate refuses.
 
 What only a real build would show (the base image, the user and /data's owner, the read-only
-/app) is not tested here. About a minute on a busy 2-core machine, most of it the install; the
-SQLite run of the suite only, as nothing here depends on the suite's database.
+/app) is not tested here. ~25 s on a busy 2-core machine, most of it the install (from uv's
+cache, which `make install` fills); in the SQLite run of the suite only, as nothing here depends
+on the suite's database.
 """
 
 import importlib.util
@@ -134,6 +135,22 @@ def test_app_is_byte_compiled_and_the_compiled_files_are_loaded(image_root: Path
     )
     assert len(from_pyc) > 20
     assert not from_source
+
+
+def test_the_migrate_step_refuses_unsafe_production_settings(
+    image_root: Path, tmp_path: Path
+) -> None:
+    # The image's defaults: production, SQLite in /data, the development secrets.
+    env = dockerfile.environment(
+        STAGES["runtime"], {"/app": image_root, "/data": tmp_path}, _plain_env()
+    )
+    refused = _run(compose.read()["services"]["migrate"]["command"], image_root, env)
+    assert refused.returncode == 3, refused.stderr
+    assert "Traceback" not in refused.stderr
+    for problem in ("SECRET_KEY must be set", "FIRST_SUPERUSER_PASSWORD must be changed"):
+        assert problem in refused.stderr
+    assert "DATABASE_URL must point at PostgreSQL" in refused.stderr
+    assert not (tmp_path / "app.db").exists()
 
 
 @dataclass
