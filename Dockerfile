@@ -4,6 +4,10 @@
 #   docker run --rm -e DATABASE_URL=... -e SECRET_KEY=... -e FIRST_SUPERUSER_PASSWORD=... app python -m app migrate
 #   docker run -d -p 8000:8000 -e DATABASE_URL=... -e SECRET_KEY=... -e FIRST_SUPERUSER_PASSWORD=... app
 #
+# compose.yaml runs it with PostgreSQL and Redis. Without DATABASE_URL it uses SQLite in /data,
+# which production refuses (one file cannot be shared between instances); for a single-instance
+# trial: -e ENVIRONMENT=staging -v appdata:/data (README "Deployment").
+#
 # Migrations are NOT run when the container starts: with several replicas (or WEB_CONCURRENCY > 1)
 # they would race each other, and a failed migration should stop the deploy, not crash-loop the
 # service. Run `python -m app migrate` in the image as a separate deploy step, before rolling out.
@@ -51,16 +55,24 @@ FROM ${PYTHON_IMAGE} AS runtime
 # MALLOC_ARENA_MAX: password hashing runs in threads and argon2id allocates tens of MiB per hash;
 #   glibc gives each thread its own malloc arena and keeps the freed memory in it. A 60 s
 #   `make soak` (one worker) grew from 149 to 420 MiB without it and to 191 MiB with 2.
+# DATABASE_URL: SQLite in the /data volume, the one place the app user may write.
+# PORT: where the server listens (app/serve.py passes it to uvicorn) and the health check asks.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH="/app/.venv/bin:${PATH}" \
     ENVIRONMENT=production \
     UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN=8 \
-    MALLOC_ARENA_MAX=2
+    MALLOC_ARENA_MAX=2 \
+    DATABASE_URL=sqlite+aiosqlite:////data/app.db \
+    PORT=8000
 
 # A fixed numeric uid, so Kubernetes' runAsNonRoot can verify it and volume permissions are stable.
+# /data: the app user's only writable directory (a SQLite database); a new named volume mounted
+# there starts as a copy of it, owner included.
 RUN groupadd --system --gid 10001 app \
-    && useradd --system --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app
+    && useradd --system --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app \
+    && install --directory --owner=app --group=app --mode=0700 /data
+VOLUME /data
 
 WORKDIR /app
 
@@ -68,6 +80,9 @@ WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY alembic.ini ./
 COPY app ./app
+# The app user cannot write __pycache__ (and PYTHONDONTWRITEBYTECODE says not to try): without
+# this, every start compiles every module again.
+RUN python -m compileall -q app
 
 USER 10001:10001
 
@@ -75,8 +90,9 @@ EXPOSE 8000
 
 # The health check also queries the database, so it reports "cannot serve requests", not just
 # "process alive". slim has no curl; the interpreter is already here. urlopen raises on non-2xx.
+# The port as app/serve.py picks it (--port aside): UVICORN_PORT, then PORT.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/v1/utils/health-check/', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('UVICORN_PORT') or os.environ.get('PORT') or '8000'; urllib.request.urlopen(f'http://127.0.0.1:{port}/api/v1/utils/health-check/', timeout=4)"]
 
 # Worker processes: uvicorn reads WEB_CONCURRENCY itself (`-e WEB_CONCURRENCY=4`); default 1, which
 # suits one container per core under an orchestrator.
@@ -91,5 +107,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # app/serve.py), and by default `--http app.core.protocol:HttpToolsProtocol`: httptools with a
 # bound on the request headers (MAX_REQUEST_HEADER_BYTES, MAX_REQUEST_HEADERS); plain httptools
 # has none.
-# Exec form: the server is PID 1 and gets SIGTERM directly, so it shuts down gracefully.
-CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--no-access-log"]
+# Exec form: the server is PID 1 and gets SIGTERM directly, so it shuts down gracefully. It cannot
+# expand $PORT, hence no --port here: the server reads PORT (app/serve.py).
+CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0", "--proxy-headers", "--no-access-log"]

@@ -17,10 +17,14 @@ Three gaps of uvicorn 0.54, found by tests/core/test_shutdown.py (with plain uvi
 
 The workers are started with multiprocessing's spawn, which imports this module again in each of
 them (as `__mp_main__`), so the worker-side change applies there too.
+
+The port: `--port`, else uvicorn's `UVICORN_PORT`, else `PORT` (what platforms and compose.yaml
+set, and what the image's exec-form CMD cannot expand), else uvicorn's 8000.
 """
 
 import asyncio
 import importlib
+import os
 import socket
 
 from uvicorn.config import STARTUP_FAILURE
@@ -79,6 +83,16 @@ def _accept_queued(listener: socket.socket) -> list[socket.socket]:
             accepted.append(connection)
 
 
+def _port_from_env() -> None:
+    port = os.environ.get("PORT")
+    if not port:
+        return
+    if not (port.isdigit() and 0 < int(port) < 65536):
+        raise SystemExit(f"PORT must be a port number from 1 to 65535, not {port!r}")
+    # click's precedence does the rest: --port on the command line still wins over it.
+    os.environ.setdefault("UVICORN_PORT", port)
+
+
 _cli.Multiprocess = _Supervisor  # type: ignore[attr-defined]
 _cli.Server = _Server  # type: ignore[attr-defined]
 multiprocess.Server = _Server  # type: ignore[attr-defined]
@@ -86,6 +100,7 @@ multiprocess.Server = _Server  # type: ignore[attr-defined]
 
 def run(args: list[str] | None = None, *, prog_name: str | None = None) -> None:
     """uvicorn's command line with these arguments (default: the process's); exits."""
+    _port_from_env()
     _cli.main.main(args=args, prog_name=prog_name)
 
 

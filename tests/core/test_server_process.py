@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import API_V1_PREFIX, Settings
 from tests.benchmarks.server import HOST, ROOT, free_port, migrate
+from tests.deploy import dockerfile
 
 pytestmark = pytest.mark.anyio
 
@@ -39,29 +40,27 @@ SAFE_SECRET = "k3Zq9-TwLp_0vXe7RfYb2NcHsUa8MgDj-4Vn"
 SAFE_PASSWORD = "a-long-and-safe-password"
 
 
-def dockerfile_command(port: int, *extra: str) -> list[str]:
-    """The Dockerfile's CMD, with this interpreter and a free port on the loopback."""
-    found = re.search(r"^CMD (\[.*\])$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
-    assert found, "the Dockerfile has an exec-form CMD"
-    command: list[str] = json.loads(found.group(1))
+IMAGE = dockerfile.read()["runtime"]
+
+
+def dockerfile_command(*extra: str) -> list[str]:
+    """The Dockerfile's CMD, with this interpreter, on the loopback; the port comes from PORT."""
+    command = list(IMAGE.cmd)
     assert command[0] == "python"
     command[0] = sys.executable
     command[command.index("--host") + 1] = HOST
-    command[command.index("--port") + 1] = str(port)
     return [*command, *extra]
 
 
-def dockerfile_env(**values: str) -> dict[str, str]:
-    """The environment without anything of ours that could change the outcome, plus `values`."""
-    env = {
+def dockerfile_env(data: Path, **values: str) -> dict[str, str]:
+    """The Dockerfile's ENV (its /app here, its /data in `data`) and `values`, without anything
+    of ours that could change the outcome."""
+    base = {
         name: value
         for name, value in os.environ.items()
         if name in {"PATH", "HOME", "LANG", "TMPDIR", "PYTHONPATH"}
     }
-    # As the Dockerfile's ENV says.
-    env.update(ENVIRONMENT="production", UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN="8", LOG_JSON="true")
-    env.update(values)
-    return env
+    return dockerfile.environment(IMAGE, {"/app": ROOT, "/data": data}, base, **values)
 
 
 # --- production refuses to start unsafe -------------------------------------------------------
@@ -72,6 +71,8 @@ async def test_production_refuses_unsafe_settings_one_line_each_no_traceback(
     workers: str, tmp_path: Path
 ) -> None:
     env = dockerfile_env(
+        tmp_path,
+        PORT=str(free_port()),
         SECRET_KEY="s" * 38,
         FIRST_SUPERUSER_PASSWORD="x",
         BACKEND_CORS_ORIGINS="null,https://*.example.com",
@@ -82,7 +83,7 @@ async def test_production_refuses_unsafe_settings_one_line_each_no_traceback(
     )
     run = functools.partial(
         subprocess.run,
-        dockerfile_command(free_port()),
+        dockerfile_command(),
         cwd=tmp_path,  # no .env file here
         env={**env, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -118,10 +119,17 @@ class Running:
     log: Path
 
 
-def _start(command: list[str], env: dict[str, str], log: Path) -> "subprocess.Popen[bytes]":
+def _start(
+    command: list[str], env: dict[str, str], port: int, log: Path
+) -> "subprocess.Popen[bytes]":
     with log.open("wb") as out:
         return subprocess.Popen(  # noqa: S603 - our interpreter, the Dockerfile's arguments
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=ROOT,
+            env={**env, "PORT": str(port)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -168,13 +176,13 @@ def server_env(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
         "EMAIL_SENDER": "false",
         "PYTHONPATH": str(ROOT),
     }
+    data = tmp_path_factory.mktemp("image")
     if settings.is_sqlite:
-        url = f"sqlite:///{tmp_path_factory.mktemp('image') / 'app.db'}"
-        env = dockerfile_env(DATABASE_URL=url, ENVIRONMENT="staging", **safe)
+        env = dockerfile_env(data, ENVIRONMENT="staging", **safe)  # the image's /data/app.db
         migrate(env)
     else:
         url = make_url(settings.DATABASE_URL).render_as_string(hide_password=False)
-        env = dockerfile_env(DATABASE_URL=url, **safe)
+        env = dockerfile_env(data, DATABASE_URL=url, **safe)
     return env
 
 
@@ -186,7 +194,7 @@ def image_server(
     log = tmp_path_factory.mktemp("image-log") / "server.log"
     running = Running(
         base=f"http://{HOST}:{port}{API_V1_PREFIX}",
-        process=_start(dockerfile_command(port), server_env, log),
+        process=_start(dockerfile_command(), server_env, port, log),
         production=server_env["ENVIRONMENT"] == "production",
         log=log,
     )
@@ -306,7 +314,7 @@ async def test_with_h11_a_large_head_is_a_plain_400(
     port = free_port()
     running = Running(
         base=f"http://{HOST}:{port}{API_V1_PREFIX}",
-        process=_start(dockerfile_command(port, "--http", "h11"), server_env, tmp_path / "log"),
+        process=_start(dockerfile_command("--http", "h11"), server_env, port, tmp_path / "log"),
         production=True,
         log=tmp_path / "log",
     )
