@@ -29,6 +29,11 @@ def setup_logging(settings: Settings) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if settings.OTEL_EXPORTER_OTLP_ENDPOINT:
+        # Imported only when tracing is on: otherwise OpenTelemetry is never loaded.
+        from app.core.tracing import add_trace_ids
+
+        shared.append(add_trace_ids)
     renderer: structlog.types.Processor
     # Tracebacks never show local variables: they hold passwords and tokens, and rich's
     # pretty tracebacks with locals ran to 28,000 lines for one 500 (seen under `make bench`).
@@ -68,7 +73,9 @@ def setup_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.LOG_LEVEL)
-    for name in ("uvicorn", "uvicorn.error", "sqlalchemy.engine"):
+    # uvicorn's own loggers (its error log, its access log when enabled, the workers'
+    # supervisor) are configured by uvicorn with handlers of their own: through ours instead.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "sqlalchemy.engine"):
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
@@ -141,7 +148,7 @@ def _incoming_request_id(scope: Scope) -> str | None:
     return None
 
 
-def _path_template(scope: Scope) -> str | None:
+def path_template(scope: Scope) -> str | None:
     """`/api/v1/items/{item_id}` for `/api/v1/items/3fa8...`: groups log lines by endpoint.
 
     FastAPI puts the matched route in the scope with its path relative to the router that holds
@@ -162,7 +169,7 @@ def _path_template(scope: Scope) -> str | None:
 
 def _outcome(scope: Scope, status: int, started: float) -> dict[str, Any]:
     return {
-        "route": _path_template(scope),
+        "route": path_template(scope),
         "status": status,
         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
     }
