@@ -17,13 +17,27 @@ Three gaps of uvicorn 0.54, found by tests/core/test_shutdown.py (with plain uvi
 
 The workers are started with multiprocessing's spawn, which imports this module again in each of
 them (as `__mp_main__`), so the worker-side change applies there too.
+
+Two more changes:
+
+- Metrics (app.core.metrics): every start gets an empty `PROMETHEUS_MULTIPROC_DIR` (the one set,
+  emptied, or a new temporary one, removed at exit), where each worker keeps its values and a
+  scrape reads them all; a worker that dies or is replaced has its gauges dropped.
+- Logs: uvicorn's own lines, the supervisor's in the parent process too, go through the app's
+  structlog pipeline (app.core.logging), so with JSON logs every line of the output is JSON.
 """
 
 import asyncio
 import importlib
+import multiprocessing
+import os
+import shutil
 import socket
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 
-from uvicorn.config import STARTUP_FAILURE
+from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.server import Server
 from uvicorn.supervisors import multiprocess
 
@@ -32,6 +46,20 @@ _cli = importlib.import_module("uvicorn.main")
 
 
 class _Supervisor(multiprocess.Multiprocess):
+    def keep_subprocess_alive(self) -> None:
+        self._forgetting_replaced(super().keep_subprocess_alive)
+
+    def handle_signals(self) -> None:
+        # SIGHUP restarts every worker, SIGTTOU stops one.
+        self._forgetting_replaced(super().handle_signals)
+
+    def _forgetting_replaced(self, step: Callable[[], None]) -> None:
+        before = {process.pid for process in self.processes}
+        step()
+        for pid in before - {process.pid for process in self.processes}:
+            if pid is not None:
+                _drop_worker_gauges(pid)
+
     def terminate_all(self) -> None:
         # Called once, when the whole server stops (restarts replace workers one by one).
         for sock in self.sockets:
@@ -79,9 +107,56 @@ def _accept_queued(listener: socket.socket) -> list[socket.socket]:
             accepted.append(connection)
 
 
+def _drop_worker_gauges(pid: int) -> None:
+    # Imported here, after the directory is set: prometheus-client picks its kind of storage
+    # when first imported.
+    from prometheus_client import multiprocess as prometheus_multiprocess
+
+    prometheus_multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def _fresh_metrics_dir() -> Path | None:
+    """Empty the configured metrics directory, or make one; returns the one to remove at exit."""
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        path = Path(configured)
+        path.mkdir(parents=True, exist_ok=True)
+        # A previous run's files would be added to this run's counts.
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return None
+    path = Path(tempfile.mkdtemp(prefix="app-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)  # inherited by every worker
+    return path
+
+
+_uvicorn_configure_logging = Config.configure_logging
+
+
+def _configure_logging(config: Config) -> None:
+    _uvicorn_configure_logging(config)  # its levels (--log-level) and access log switch stay
+    if multiprocessing.parent_process() is not None:
+        # A worker: create_app sets up logging before its first line. Not here, before the
+        # worker starts answering the supervisor's health checks: importing the app's settings
+        # at that point delayed the first answer past uvicorn's 5 s on a busy machine, and the
+        # supervisor killed the worker as hung.
+        return
+    # Imported here, not at the top: workers import this module too (see above).
+    from app.core.config import get_settings
+    from app.core.logging import setup_logging
+
+    setup_logging(get_settings())
+
+
+Config.configure_logging = _configure_logging  # type: ignore[method-assign, assignment]
 _cli.Multiprocess = _Supervisor  # type: ignore[attr-defined]
 _cli.Server = _Server  # type: ignore[attr-defined]
 multiprocess.Server = _Server  # type: ignore[attr-defined]
 
 if __name__ == "__main__":
-    _cli.main()
+    created = _fresh_metrics_dir()
+    try:
+        _cli.main()
+    finally:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
