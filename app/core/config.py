@@ -326,17 +326,14 @@ class Settings(BaseSettings):
     """Serve Prometheus metrics at `/metrics`; off, it is a 404."""
 
     METRICS_BEARER_TOKEN: SecretStr | None = None
-    """When set, `/metrics` answers only a scrape with `Authorization: Bearer <this token>`
-    (Prometheus' `authorization` setting); others get a 401."""
+    """When set, `/metrics` needs `Authorization: Bearer <this token>`; otherwise 401."""
 
     METRICS_DB_MAX_AGE_SECONDS: float = Field(default=15.0, ge=0)
-    """The figures a scrape reads from the database (emails pending) are reused for this long
-    by each process, so frequent or concurrent scrapes cost at most one query per period."""
+    """How long each process reuses what a scrape read from the database (emails pending)."""
 
     OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None
-    """OpenTelemetry collector base URL (`http://collector:4318`, OTLP over HTTP): when set,
-    every request and SQL statement is traced and spans go to `<this>/v1/traces`. Unset, tracing
-    is off and costs nothing."""
+    """OTLP/HTTP collector URL (`http://collector:4318`): when set, requests and SQL statements
+    are traced and spans sent to `<this>/v1/traces`. Unset, tracing is off and costs nothing."""
 
     OTEL_SERVICE_NAME: str | None = None
     """The traces' `service.name`; defaults to `PROJECT_NAME`."""
