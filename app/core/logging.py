@@ -29,11 +29,18 @@ def setup_logging(settings: Settings) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # Run by the handler's formatter, for structlog's and stdlib's records alike, at the moment
+    # the line is written (so in the request's context).
+    final: list[structlog.types.Processor] = [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta
+    ]
     if settings.OTEL_EXPORTER_OTLP_ENDPOINT:
-        # Imported only when tracing is on: otherwise OpenTelemetry is never loaded.
+        # Imported only when tracing is on: otherwise no tracing module is loaded. Here, not in
+        # `shared`: structlog caches each logger's chain on first use, and a logger used before
+        # this call (a test's earlier app) would never get it.
         from app.core.tracing import add_trace_ids
 
-        shared.append(add_trace_ids)
+        final.append(add_trace_ids)
     renderer: structlog.types.Processor
     # Tracebacks never show local variables: they hold passwords and tokens, and rich's
     # pretty tracebacks with locals ran to 28,000 lines for one 500 (seen under `make bench`).
@@ -60,7 +67,7 @@ def setup_logging(settings: Settings) -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[*final, renderer],
         )
     )
     # No line carries the caller, thread or process fields: skip computing them for every
