@@ -4,6 +4,7 @@ pool, login failures and the outbox; the bearer token and the switch that turns 
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -223,3 +224,20 @@ async def test_metrics_can_be_turned_off(settings: Settings) -> None:
 async def test_metrics_are_not_in_the_openapi_document(client: httpx2.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert "/metrics" not in paths
+
+
+async def test_a_scrape_answers_without_the_database_figures_when_it_cannot_read_them(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # A database the migrations never reached: no outbox to count.
+    unmigrated = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    app = create_app(settings.model_copy(update={"DATABASE_URL": unmigrated}))
+    try:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+            samples = await scrape(client)
+    finally:
+        await app.state.engine.dispose()
+    # No stale or made-up figure: the series is absent (alert on `absent(emails_pending)`).
+    assert not any(name == "emails_pending" for name, _ in samples)
+    assert value(samples, "http_requests_in_flight") == 1
