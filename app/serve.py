@@ -32,10 +32,12 @@ import importlib
 import multiprocessing
 import os
 import shutil
+import signal
 import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.server import Server
@@ -125,9 +127,41 @@ def _fresh_metrics_dir() -> Path | None:
         for stale in path.glob("*.db"):
             stale.unlink()
         return None
-    path = Path(tempfile.mkdtemp(prefix="app-metrics-"))
+    _remove_orphaned_metrics_dirs()
+    path = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-"))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)  # inherited by every worker
+    # A single process exits the way uvicorn does, by re-raising the SIGTERM it shut down on,
+    # which skips `finally`: remove the directory on the way out, then die by the signal.
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def remove_and_exit(signum: int, frame: FrameType | None) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+        signal.signal(signum, previous)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, remove_and_exit)
     return path
+
+
+_TEMP_PREFIX = "app-metrics-"
+
+
+def _remove_orphaned_metrics_dirs() -> None:
+    """The temporary directories of servers that were killed (SIGKILL skips every cleanup)."""
+    for orphan in Path(tempfile.gettempdir()).glob(f"{_TEMP_PREFIX}*-*"):
+        pid = orphan.name.removeprefix(_TEMP_PREFIX).partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(orphan, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 _uvicorn_configure_logging = Config.configure_logging

@@ -6,6 +6,7 @@ supervisor's and uvicorn's included, is JSON."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,40 @@ async def test_two_workers_one_scrape_counts_every_request_and_every_line_is_jso
     assert events.count("Application shutdown complete.") == 2, log
     assert any(event.startswith("Stopping parent process") for event in events), log
     assert events.count("request") >= sent
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def _matching(directory: Path, pattern: str) -> list[Path]:
+    return list(directory.glob(pattern))
+
+
+async def test_one_process_removes_its_metrics_dir_and_a_killed_servers_at_start(
+    tmp_path: Path,
+) -> None:
+    # A killed server's directory: named by its parent's pid, which no longer runs.
+    orphan = tmp_path / f"app-metrics-{_dead_pid()}-x1y2"
+    orphan.mkdir()
+    (orphan / "counter_1.db").write_bytes(b"")
+    env = server_env(make_url(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.pop("WEB_CONCURRENCY", None)
+    env["TMPDIR"] = str(tmp_path)  # where the server makes its directory
+    migrate(env)
+    port = free_port()
+    server = start_server(port, env, tmp_path / "server.log")
+    try:
+        async with httpx2.AsyncClient(base_url=f"http://{HOST}:{port}/api/v1") as client:
+            await wait_until_healthy(client, server)
+        assert not orphan.exists()
+        (own,) = _matching(tmp_path, f"app-metrics-{server.pid}-*")
+        assert _matching(own, "counter_*.db")  # the one process writes there
+        server.terminate()
+        assert server.wait(timeout=20) == -signal.SIGTERM  # uvicorn's way: exit by the signal
+    finally:
+        stop_server(server)
+    assert not own.exists()
