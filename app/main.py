@@ -17,11 +17,13 @@ from app.core.docs import DOCS_CSP, install_docs
 from app.core.headers import ResponseHeadersMiddleware
 from app.core.limits import RequestLimitsMiddleware
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
+from app.core.metrics import DatabaseGauge, install_metrics
 from app.core.problems import install_error_handlers, problem_responses
 from app.core.routing import include_feature_router
 from app.core.shutdown import AnswerCancelledRequests
 from app.core.startup import run_when_database_ready
 from app.core.throttle import Throttle
+from app.emails import service as emails_service
 from app.emails.service import EmailSender
 from app.users.deps import get_current_user
 from app.users.service import create_first_superuser
@@ -58,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             tasks.cancel_scope.cancel()
         await engine.dispose()
         await app.state.throttle.aclose()
+        if app.state.tracing is not None:
+            await anyio.to_thread.run_sync(app.state.tracing.shutdown)  # sends the last spans
 
     app = FastAPI(
         title=settings.PROJECT_NAME,
@@ -73,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
     app.state.throttle = Throttle(settings)
+    app.state.tracing = None
 
     if settings.BACKEND_CORS_ORIGINS:
         app.add_middleware(
@@ -94,7 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
 
-    for router, public in features.routers():
+    routers = list(features.routers())
+    for router, public in routers:
         if public:
             include_feature_router(
                 app, router, prefix=API_V1_PREFIX, responses=problem_responses(400, 404, 422)
@@ -110,4 +116,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if app.openapi_url:
         # After the API's routes, so that no API request tries the docs' first.
         install_docs(app, openapi_url=app.openapi_url)
+
+    # After the routes (their series are created up front) and the other middleware (so the
+    # request metrics time all of it).
+    if settings.METRICS_ENABLED:
+
+        async def emails_pending() -> int:
+            return await emails_service.count_pending(app.state.sessionmaker)
+
+        install_metrics(
+            app,
+            engine,
+            [
+                DatabaseGauge(
+                    "emails_pending",
+                    "Emails in the outbox not yet sent, of every instance (read from the "
+                    "database at scrape time, at most once per METRICS_DB_MAX_AGE_SECONDS).",
+                    emails_pending,
+                )
+            ],
+            [(API_V1_PREFIX, router.routes) for router, _ in routers],
+        )
+    if settings.OTEL_EXPORTER_OTLP_ENDPOINT:
+        # Imported only here: without an endpoint no OpenTelemetry module is ever loaded.
+        from app.core.tracing import Tracing
+
+        app.state.tracing = Tracing(app, engine, settings)
     return app

@@ -18,16 +18,30 @@ Three gaps of uvicorn 0.54, found by tests/core/test_shutdown.py (with plain uvi
 The workers are started with multiprocessing's spawn, which imports this module again in each of
 them (as `__mp_main__`), so the worker-side change applies there too.
 
-The port: `--port`, else uvicorn's `UVICORN_PORT`, else `PORT` (what platforms and compose.yaml
-set, and what the image's exec-form CMD cannot expand), else uvicorn's 8000.
+Three more changes:
+
+- Metrics (app.core.metrics): every start gets an empty `PROMETHEUS_MULTIPROC_DIR` (the one set,
+  emptied, or a new temporary one, removed at exit), where each worker keeps its values and a
+  scrape reads them all; a worker that dies or is replaced has its gauges dropped.
+- Logs: uvicorn's own lines, the supervisor's in the parent process too, go through the app's
+  structlog pipeline (app.core.logging), so with JSON logs every line of the output is JSON.
+- The port: `--port`, else uvicorn's `UVICORN_PORT`, else `PORT` (what platforms and compose.yaml
+  set, and what the image's exec-form CMD cannot expand), else uvicorn's 8000.
 """
 
 import asyncio
 import importlib
+import multiprocessing
 import os
+import shutil
+import signal
 import socket
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
 
-from uvicorn.config import STARTUP_FAILURE
+from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.server import Server
 from uvicorn.supervisors import multiprocess
 
@@ -36,6 +50,20 @@ _cli = importlib.import_module("uvicorn.main")
 
 
 class _Supervisor(multiprocess.Multiprocess):
+    def keep_subprocess_alive(self) -> None:
+        self._forgetting_replaced(super().keep_subprocess_alive)
+
+    def handle_signals(self) -> None:
+        # SIGHUP restarts every worker, SIGTTOU stops one.
+        self._forgetting_replaced(super().handle_signals)
+
+    def _forgetting_replaced(self, step: Callable[[], None]) -> None:
+        before = {process.pid for process in self.processes}
+        step()
+        for pid in before - {process.pid for process in self.processes}:
+            if pid is not None:
+                _drop_worker_gauges(pid)
+
     def terminate_all(self) -> None:
         # Called once, when the whole server stops (restarts replace workers one by one).
         for sock in self.sockets:
@@ -93,6 +121,80 @@ def _port_from_env() -> None:
     os.environ.setdefault("UVICORN_PORT", port)
 
 
+def _drop_worker_gauges(pid: int) -> None:
+    # Imported here, after the directory is set: prometheus-client picks its kind of storage
+    # when first imported.
+    from prometheus_client import multiprocess as prometheus_multiprocess
+
+    prometheus_multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def _fresh_metrics_dir() -> Path | None:
+    """Empty the configured metrics directory, or make one; returns the one to remove at exit."""
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        path = Path(configured)
+        path.mkdir(parents=True, exist_ok=True)
+        # A previous run's files would be added to this run's counts.
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return None
+    _remove_orphaned_metrics_dirs()
+    path = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)  # inherited by every worker
+    # A single process exits the way uvicorn does, by re-raising the SIGTERM it shut down on,
+    # which skips `finally`: remove the directory on the way out, then die by the signal.
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def remove_and_exit(signum: int, frame: FrameType | None) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+        signal.signal(signum, previous)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, remove_and_exit)
+    return path
+
+
+_TEMP_PREFIX = "app-metrics-"
+
+
+def _remove_orphaned_metrics_dirs() -> None:
+    """The temporary directories of servers that were killed (SIGKILL skips every cleanup)."""
+    for orphan in Path(tempfile.gettempdir()).glob(f"{_TEMP_PREFIX}*-*"):
+        pid = orphan.name.removeprefix(_TEMP_PREFIX).partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(orphan, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+_uvicorn_configure_logging = Config.configure_logging
+
+
+def _configure_logging(config: Config) -> None:
+    _uvicorn_configure_logging(config)  # its levels (--log-level) and access log switch stay
+    if multiprocessing.parent_process() is not None:
+        # A worker: create_app sets up logging before its first line. Not here, before the
+        # worker starts answering the supervisor's health checks: importing the app's settings
+        # at that point delayed the first answer past uvicorn's 5 s on a busy machine, and the
+        # supervisor killed the worker as hung.
+        return
+    # Imported here, not at the top: workers import this module too (see above).
+    from app.core.config import get_settings
+    from app.core.logging import setup_logging
+
+    setup_logging(get_settings())
+
+
+Config.configure_logging = _configure_logging  # type: ignore[method-assign, assignment]
 _cli.Multiprocess = _Supervisor  # type: ignore[attr-defined]
 _cli.Server = _Server  # type: ignore[attr-defined]
 multiprocess.Server = _Server  # type: ignore[attr-defined]
@@ -101,7 +203,12 @@ multiprocess.Server = _Server  # type: ignore[attr-defined]
 def run(args: list[str] | None = None, *, prog_name: str | None = None) -> None:
     """uvicorn's command line with these arguments (default: the process's); exits."""
     _port_from_env()
-    _cli.main.main(args=args, prog_name=prog_name)
+    created = _fresh_metrics_dir()
+    try:
+        _cli.main.main(args=args, prog_name=prog_name)
+    finally:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import structlog
 from fastapi import Cookie, Depends, Header, Response
 from fastapi.responses import HTMLResponse
 from fastapi.security import OAuth2PasswordRequestForm
+from prometheus_client import Counter
 
 from app.auth import service
 from app.auth.deps import (
@@ -39,6 +40,17 @@ RECOVERY_MESSAGE = "If that email is registered, we sent a password recovery lin
 
 log = structlog.get_logger(__name__)
 
+LOGIN_FAILURES = Counter(
+    "auth_login_failures_total",
+    "Refused password logins, by reason: `credentials` (wrong email or password), `inactive` "
+    "(a deactivated account), `throttled` (too many failures already, 429).",
+    ["reason"],
+)
+# Each reason's series exists from the start (at 0), so an alert's rate() sees the first one.
+_FAILED = {
+    reason: LOGIN_FAILURES.labels(reason) for reason in ("credentials", "inactive", "throttled")
+}
+
 
 @public_router.post(
     "/login/access-token",
@@ -65,17 +77,20 @@ async def login_access_token(
         await throttle.check("login_failures_address", address)
     except TooManyRequests:
         log.warning("auth.throttled", route="login")
+        _FAILED["throttled"].inc()
         raise
     user = await users_service.authenticate(
         session, passwords, email=form.username, password=form.password
     )
     if user is None:
         log.info("auth.login_failed", reason="credentials")
+        _FAILED["credentials"].inc()
         await throttle.hit("login_failures_address", address)
         await throttle.hit("login_failures_account", form.username)
         raise IncorrectCredentials()
     if not user.is_active:
         log.info("auth.login_failed", reason="inactive", user_id=str(user.id))
+        _FAILED["inactive"].inc()
         raise InactiveUserLogin()
     return token_response(await service.open_session(session, settings, user), response, settings)
 

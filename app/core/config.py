@@ -333,6 +333,22 @@ class Settings(BaseSettings):
     LOG_JSON: bool | None = None
     """JSON log lines; defaults to on in production and off elsewhere."""
 
+    METRICS_ENABLED: bool = True
+    """Serve Prometheus metrics at `/metrics`; off, it is a 404."""
+
+    METRICS_BEARER_TOKEN: SecretStr | None = None
+    """When set, `/metrics` needs `Authorization: Bearer <this token>`; otherwise 401."""
+
+    METRICS_DB_MAX_AGE_SECONDS: float = Field(default=15.0, ge=0)
+    """How long each process reuses what a scrape read from the database (emails pending)."""
+
+    OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None
+    """OTLP/HTTP collector URL (`http://collector:4318`): when set, requests and SQL statements
+    are traced and spans sent to `<this>/v1/traces`. Unset, tracing is off and costs nothing."""
+
+    OTEL_SERVICE_NAME: str | None = None
+    """The traces' `service.name`; defaults to `PROJECT_NAME`."""
+
     @field_validator("LOG_LEVEL", mode="before")
     @classmethod
     def _log_level(cls, value: Any) -> Any:
@@ -390,6 +406,18 @@ class Settings(BaseSettings):
                 "e.g. `10/15 minutes`, `60/hour` or `5 per minute`"
             )
         return value
+
+    @field_validator("METRICS_BEARER_TOKEN", "OTEL_EXPORTER_OTLP_ENDPOINT", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value  # `NAME=` in a .env file means unset
+
+    @field_validator("OTEL_EXPORTER_OTLP_ENDPOINT")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("OTEL_EXPORTER_OTLP_ENDPOINT is an http:// or https:// URL")
+        return value.rstrip("/") if value else value
 
     @field_validator("FRONTEND_HOST")
     @classmethod

@@ -29,6 +29,18 @@ def setup_logging(settings: Settings) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # Run by the handler's formatter, for structlog's and stdlib's records alike, at the moment
+    # the line is written (so in the request's context).
+    final: list[structlog.types.Processor] = [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta
+    ]
+    if settings.OTEL_EXPORTER_OTLP_ENDPOINT:
+        # Imported only when tracing is on: otherwise no tracing module is loaded. Here, not in
+        # `shared`: structlog caches each logger's chain on first use, and a logger used before
+        # this call (a test's earlier app) would never get it.
+        from app.core.tracing import add_trace_ids
+
+        final.append(add_trace_ids)
     renderer: structlog.types.Processor
     # Tracebacks never show local variables: they hold passwords and tokens, and rich's
     # pretty tracebacks with locals ran to 28,000 lines for one 500 (seen under `make bench`).
@@ -55,7 +67,7 @@ def setup_logging(settings: Settings) -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[*final, renderer],
         )
     )
     # No line carries the caller, thread or process fields: skip computing them for every
@@ -68,7 +80,9 @@ def setup_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.LOG_LEVEL)
-    for name in ("uvicorn", "uvicorn.error", "sqlalchemy.engine"):
+    # uvicorn's own loggers (its error log, its access log when enabled, the workers'
+    # supervisor) are configured by uvicorn with handlers of their own: through ours instead.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "sqlalchemy.engine"):
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
@@ -141,7 +155,7 @@ def _incoming_request_id(scope: Scope) -> str | None:
     return None
 
 
-def _path_template(scope: Scope) -> str | None:
+def path_template(scope: Scope) -> str | None:
     """`/api/v1/items/{item_id}` for `/api/v1/items/3fa8...`: groups log lines by endpoint.
 
     FastAPI puts the matched route in the scope with its path relative to the router that holds
@@ -162,7 +176,7 @@ def _path_template(scope: Scope) -> str | None:
 
 def _outcome(scope: Scope, status: int, started: float) -> dict[str, Any]:
     return {
-        "route": _path_template(scope),
+        "route": path_template(scope),
         "status": status,
         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
     }

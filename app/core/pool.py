@@ -11,6 +11,7 @@ checkout, and a new checkout waits behind those already waiting.
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.pool import AsyncAdaptedQueuePool
@@ -26,6 +27,8 @@ class _FairQueue(QueueCommon[Any]):
         self.use_lifo = use_lifo
         self._idle: deque[Any] = deque()
         self._waiting: deque[asyncio.Future[Any]] = deque()
+        # Told +1 when a checkout starts waiting and -1 when it stops (app.core.metrics).
+        self.on_wait: Callable[[int], None] | None = None
 
     def empty(self) -> bool:
         return not self._idle
@@ -65,6 +68,9 @@ class _FairQueue(QueueCommon[Any]):
     async def _wait(self, *, seconds: float | None) -> Any:
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
+        on_wait = self.on_wait
+        if on_wait is not None:
+            on_wait(1)
         try:
             async with asyncio.timeout(seconds):
                 return await waiter
@@ -78,6 +84,9 @@ class _FairQueue(QueueCommon[Any]):
             if isinstance(error, TimeoutError):
                 raise Empty() from None
             raise
+        finally:
+            if on_wait is not None:
+                on_wait(-1)
 
 
 class FairAsyncQueuePool(AsyncAdaptedQueuePool):
@@ -85,3 +94,17 @@ class FairAsyncQueuePool(AsyncAdaptedQueuePool):
     waiting checkouts served in order."""
 
     _queue_class = _FairQueue
+
+    def watch_waiting(self, on_wait: Callable[[int], None]) -> None:
+        """Call `on_wait(+1)` when a checkout starts waiting for a connection, `-1` when it
+        stops (served, timed out or cancelled): only the slow path pays for it."""
+        queue: _FairQueue = self._pool  # type: ignore[assignment]
+        queue.on_wait = on_wait
+
+    def recreate(self) -> "FairAsyncQueuePool":
+        # `engine.dispose()` replaces the pool; the event listeners carry over, this too.
+        pool: FairAsyncQueuePool = super().recreate()  # type: ignore[assignment]
+        queue: _FairQueue = self._pool  # type: ignore[assignment]
+        if queue.on_wait is not None:
+            pool.watch_waiting(queue.on_wait)
+        return pool

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.emails.models import PENDING, OutboxEmail
@@ -59,3 +59,12 @@ async def finish(
     if sent_at is not None:
         values["sent_at"] = sent_at
     await session.execute(update(OutboxEmail).where(OutboxEmail.id == email_id).values(**values))
+
+
+async def count_pending(session: AsyncSession) -> int:
+    """Emails still to send (retries included). Reads the status index's pending entries only:
+    its cost follows the backlog, not the table's history of sent emails."""
+    count = await session.scalar(
+        select(func.count()).select_from(OutboxEmail).where(OutboxEmail.status == PENDING)
+    )
+    return count or 0

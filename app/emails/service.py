@@ -71,6 +71,12 @@ async def enqueue(
     session.sync_session.info[_ENQUEUED] = True
 
 
+async def count_pending(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    """Emails in the outbox not yet sent (nor given up), across every instance."""
+    async with sessionmaker() as session:
+        return await crud.count_pending(session)
+
+
 @event.listens_for(Session, "after_commit")
 def _wake_senders(session: Session) -> None:
     # The email is visible now: this process's sender need not wait for its next poll.
