@@ -6,8 +6,8 @@ from typing import Annotated
 from authlib.integrations.starlette_client import OAuth  # type: ignore[import-untyped]
 from fastapi import Depends
 
-from app.core.config import Settings
 from app.core.deps import SettingsDep
+from app.core.oidc_provider import OidcProvider
 from app.oidc.errors import UnknownProvider
 from app.oidc.service import Provider
 
@@ -16,7 +16,7 @@ PROVIDER_TIMEOUT_SECONDS = 10.0
 
 
 @lru_cache(maxsize=8)
-def _providers(configured: tuple[Settings.OidcProvider, ...]) -> dict[str, Provider]:
+def _providers(configured: tuple[OidcProvider, ...]) -> dict[str, Provider]:
     # One authlib registry per provider list, built on first use from the app's settings (what
     # `app.state.settings` holds, which tests swap) rather than at import. Each client keeps its
     # provider's metadata and keys, so they are fetched once per process, not per sign-in.

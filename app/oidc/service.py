@@ -35,6 +35,7 @@ from app.auth import service as auth_service
 from app.auth.service import TokenPair
 from app.core.config import Settings
 from app.core.db import utcnow
+from app.core.oidc_provider import OidcProvider
 from app.core.security import Passwords
 from app.oidc import crud
 from app.oidc.errors import InvalidLoginCode, OidcLoginFailed, Reason
@@ -60,7 +61,7 @@ _ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri")
 
 @dataclass(frozen=True)
 class Provider:
-    config: Settings.OidcProvider
+    config: OidcProvider
     client: Any
     """authlib's OAuth 2 client app for this provider (built by `deps`, which keeps one per
     provider list): it caches the provider's metadata and keys between sign-ins."""

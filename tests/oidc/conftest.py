@@ -8,6 +8,7 @@ import httpx2
 import pytest
 
 from app.core.config import Settings
+from app.core.oidc_provider import OidcProvider
 from tests.oidc.flow import FRONTEND, PROVIDER
 from tests.oidc.provider import FakeProvider
 
@@ -28,7 +29,7 @@ def provider(oidc_server: FakeProvider, override_settings: Callable[..., Setting
     override_settings(
         FRONTEND_HOST=FRONTEND,
         OIDC_PROVIDERS=[
-            Settings.OidcProvider(
+            OidcProvider(
                 name=PROVIDER,
                 issuer=oidc_server.issuer,
                 client_id=client_id,

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.db import utcnow
+from app.core.oidc_provider import OidcProvider
 from app.oidc.models import OidcLoginCode
 from app.users.models import User, UserSession
 from tests.helpers import assert_problem
@@ -281,7 +282,7 @@ async def test_an_unreachable_provider_sends_the_browser_back_with_an_error(
     override_settings(
         FRONTEND_HOST=FRONTEND,
         OIDC_PROVIDERS=[
-            Settings.OidcProvider(
+            OidcProvider(
                 name="down",
                 issuer=f"http://127.0.0.1:{free_tcp_port}",
                 client_id="client",

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.core.config import Settings
+from app.core.oidc_provider import OidcProvider
 from app.oidc.service import LoginState, seal_login_state, unseal_login_state
 
 GOOGLE = {
@@ -36,7 +37,7 @@ def test_there_are_no_providers_by_default() -> None:
 
 
 def test_an_issuer_with_a_trailing_slash_keeps_it_but_not_in_the_metadata_url() -> None:
-    provider = Settings.OidcProvider(**{**GOOGLE, "issuer": "https://tenant.auth0.com/"})
+    provider = OidcProvider(**{**GOOGLE, "issuer": "https://tenant.auth0.com/"})
     assert provider.issuer == "https://tenant.auth0.com/"
     assert provider.metadata_url == "https://tenant.auth0.com/.well-known/openid-configuration"
 
@@ -67,7 +68,7 @@ def test_a_provider_that_cannot_work_is_refused(change: dict[str, Any], message:
     "issuer", ["http://localhost:8080", "http://127.0.0.1:9000/realms/test", "http://[::1]"]
 )
 def test_a_provider_on_this_machine_may_use_plain_http(issuer: str) -> None:
-    assert Settings.OidcProvider(**{**GOOGLE, "issuer": issuer}).issuer == issuer
+    assert OidcProvider(**{**GOOGLE, "issuer": issuer}).issuer == issuer
 
 
 def test_provider_names_are_unique() -> None:
