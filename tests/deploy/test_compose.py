@@ -10,9 +10,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from ruamel.yaml import YAML
 from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
+from app.core.metrics import METRICS_PATH
 from tests.deploy import compose, dockerfile
 from tests.deploy.compose import ROOT, MissingVariable
 
@@ -65,15 +67,29 @@ def test_the_app_starts_after_the_one_shot_migrate_step_of_the_same_image() -> N
 
 
 def test_every_service_that_runs_has_a_health_check() -> None:
-    assert set(SERVICES) == {"db", "redis", "migrate", "app"}
+    assert set(SERVICES) == {"db", "redis", "migrate", "app", "prometheus"}
     # The one-shot step serves nothing; the image's health check would only mark it unhealthy.
     assert SERVICES["migrate"]["healthcheck"] == {"disable": True}
     assert SERVICES["db"]["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
     assert SERVICES["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     image = dockerfile.read()["runtime"].healthcheck
     assert SERVICES["app"]["healthcheck"]["test"] == ["CMD", *image]
-    for name in ("db", "redis", "app"):
+    assert SERVICES["prometheus"]["healthcheck"]["test"][-1].endswith(":9090/-/ready")
+    for name in ("db", "redis", "app", "prometheus"):
         assert SERVICES[name]["restart"] == "unless-stopped", name
+
+
+def test_the_optional_prometheus_scrapes_the_apps_metrics_on_its_port() -> None:
+    resolved = compose.interpolate(FILE, {**EXAMPLE, **SECRETS, "PORT": "9000"})
+    prometheus = resolved["services"]["prometheus"]
+    assert prometheus["profiles"] == ["monitoring"]  # not started by a plain `up`
+    assert prometheus["depends_on"] == {"app": {"condition": "service_healthy"}}
+    (mount,) = prometheus["configs"]
+    assert mount["target"] == "/etc/prometheus/prometheus.yml"
+    config = YAML(typ="safe").load(resolved["configs"][mount["source"]]["content"])
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == METRICS_PATH
+    assert job["static_configs"] == [{"targets": ["app:9000"]}]
 
 
 @pytest.mark.parametrize("secret", sorted(SECRETS))
