@@ -21,7 +21,6 @@ from app.core.config import SUPERUSER_PASSWORD_MIN_LENGTH, Settings, get_setting
 from app.core.db import create_engine, create_sessionmaker
 from app.core.logging import setup_logging
 from app.core.security import get_passwords
-from app.main import create_app
 from app.serve import run as run_server
 from app.users import service as users_service
 from app.users.errors import EmailAlreadyRegistered
@@ -197,6 +196,10 @@ def openapi(
 
     It describes the code, whatever the environment or .env says.
     """
+    # Imported here, not at the top: the app imports prometheus-client, which chooses its storage
+    # when first imported, and `serve` must set PROMETHEUS_MULTIPROC_DIR before that.
+    from app.main import create_app
+
     # The title (PROJECT_NAME) is the one setting the document shows.
     title = Settings.model_fields["PROJECT_NAME"].default
     text = openapi_json(

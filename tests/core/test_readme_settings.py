@@ -11,7 +11,8 @@ from app.core.config import DEV_SECRET_KEY, Settings
 from tests.conftest import ROOT
 
 # Rows for variables that other programs read, not `Settings`.
-NOT_SETTINGS = {"UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN"}  # uvicorn's own
+# Read by the server's start (app/serve.py, uvicorn), not by Settings.
+NOT_SETTINGS = {"UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN", "PORT", "PROMETHEUS_MULTIPROC_DIR"}
 
 
 def settings_rows(readme: str) -> dict[str, str]:
