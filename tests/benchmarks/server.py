@@ -182,13 +182,22 @@ def start_server(port: int, env: dict[str, str], log_path: Path, *extra: str) ->
 
 
 def stop_server(server: Server) -> None:
+    """SIGTERM, as an orchestrator stops it; SIGKILL after SHUTDOWN_TIMEOUT, to its whole process
+    group when it leads one (`start_new_session=True`): its workers too."""
     if server.poll() is not None:
         return
     server.terminate()
     try:
         server.wait(timeout=SHUTDOWN_TIMEOUT)
     except subprocess.TimeoutExpired:
-        server.kill()
+        try:
+            leads_group = os.getpgid(server.pid) == server.pid
+        except ProcessLookupError:
+            leads_group = False
+        if leads_group:
+            os.killpg(server.pid, signal.SIGKILL)
+        else:
+            server.kill()
         server.wait()
 
 

@@ -14,7 +14,6 @@ import importlib.util
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import httpx2
 import pytest
 
 from app.core.config import API_V1_PREFIX, Settings
-from tests.benchmarks.server import free_port
+from tests.benchmarks.server import free_port, stop_server
 from tests.deploy import compose, dockerfile
 from tests.deploy.dockerfile import ROOT
 
@@ -196,12 +195,7 @@ def server(image_root: Path, tmp_path: Path) -> Iterator[Server]:
     try:
         yield running
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_server(process)
 
 
 def test_migrated_it_serves_on_port_and_its_health_check_passes(server: Server) -> None:

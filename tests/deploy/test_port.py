@@ -2,7 +2,6 @@
 (the image's CMD names none: an exec-form CMD cannot expand $PORT)."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ import httpx2
 import pytest
 
 from app.core.config import API_V1_PREFIX
-from tests.benchmarks.server import HOST, free_port
+from tests.benchmarks.server import HOST, free_port, stop_server
 from tests.deploy.dockerfile import ROOT
 
 STARTUP_SECONDS = 60
@@ -55,12 +54,7 @@ def _serves_on(command: list[str], env: dict[str, str], cwd: Path) -> int:
             time.sleep(0.2)
         raise AssertionError("it answered on none of the ports")
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_server(process)
 
 
 def test_port_then_uvicorn_port_then_the_command_line(tmp_path: Path) -> None:
