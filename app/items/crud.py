@@ -6,7 +6,7 @@ Updates and deletes are the shared compare-and-set helpers of `app.core.crud`
 
 import uuid
 
-from sqlalchemy import BigInteger, bindparam, cast, func, select
+from sqlalchemy import ARRAY, BigInteger, Uuid, any_, bindparam, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.pagination import PageParams, Rows, paginate
@@ -38,13 +38,27 @@ async def list_page(
     keys = (Item.created_at, Item.id)
     if owner_id is None:
         return await paginate(session, _EVERYONES, page, keys=keys, count=_EVERYONES_COUNT)
-    params = {"owner_id": owner_id}
-    return await paginate(session, _OWNERS, page, keys=keys, count=_OWNERS_COUNT, params=params)
+    params = {"owner_id": owner_id, "owner_ids": [owner_id]}
+    owners = _OWNERS_PG if session.get_bind().dialect.name == "postgresql" else _OWNERS
+    return await paginate(session, owners, page, keys=keys, count=_OWNERS_COUNT, params=params)
 
 
 # Built once, bound per request (see `paginate`).
 _EVERYONES = select(Item)
 _OWNERS = select(Item).where(Item.owner_id == bindparam("owner_id"))
+# The same rows on PostgreSQL, in a form only the owner index can serve. Both indexes give the
+# order `created_at DESC, id DESC` for one owner, and the planner picks between them by
+# estimates that assume an owner's rows are spread evenly over time. For an owner of most of the
+# table whose items are older than the others' newest, walking the index of all items means
+# filtering out every newer item of everyone else first (seen in `make bench`: 32 ms instead of
+# 0.05 for a first page). Ordered by `owner_id` first, only the owner index gives the order;
+# `= ANY(ARRAY[owner])` rather than `=`, because PostgreSQL drops a sort key that a `=` makes
+# constant, and the choice would be back to the estimates.
+_OWNERS_PG = (
+    select(Item)
+    .where(Item.owner_id == any_(bindparam("owner_ids", type_=ARRAY(Uuid))))
+    .order_by(Item.owner_id.desc())
+)
 _OWNERS_COUNT = select(
     func.coalesce(
         select(ItemCount.count)
