@@ -216,6 +216,31 @@ async def _explain_requests(
     return plans
 
 
+async def _seed(connection: AsyncConnection, owner: User, count: int, *, start: datetime) -> None:
+    """`count` items of `owner`, one second apart from `start` on (bulk SQL: thousands of rows)."""
+    await connection.execute(
+        sa.text(
+            "INSERT INTO items (id, title, owner_id, created_at) "
+            "SELECT gen_random_uuid(), 'seeded', :owner, "
+            "CAST(:start AS timestamptz) + n * interval '1 second' "
+            "FROM generate_series(1, :count) AS n"
+        ),
+        {"owner": owner.id, "count": count, "start": start},
+    )
+
+
+async def _cursor_at(connection: AsyncConnection, owner: User, offset: int) -> str:
+    """The cursor after the `offset`-th newest item of `owner`."""
+    deep = await connection.execute(
+        sa.text(
+            "SELECT created_at, id FROM items WHERE owner_id = :owner "
+            "ORDER BY created_at DESC, id DESC OFFSET :offset LIMIT 1"
+        ),
+        {"owner": owner.id, "offset": offset},
+    )
+    return encode_cursor(*deep.one())
+
+
 async def test_pages_are_index_ranges_with_no_sort_and_no_seq_scan(
     engine: AsyncEngine,
     connection: AsyncConnection,
@@ -231,25 +256,10 @@ async def test_pages_are_index_ranges_with_no_sort_and_no_seq_scan(
     # Enough rows that reading them all would cost more than a range of the index, and fresh
     # statistics, so the planner decides on what it will meet in production.
     for owner, count in ((user, 6000), (other_user, 3000)):
-        await connection.execute(
-            sa.text(
-                "INSERT INTO items (id, title, owner_id, created_at) "
-                "SELECT gen_random_uuid(), 'seeded', :owner, "
-                "timestamptz '2020-01-01Z' + n * interval '1 second' "
-                "FROM generate_series(1, :count) AS n"
-            ),
-            {"owner": owner.id, "count": count},
-        )
+        await _seed(connection, owner, count, start=datetime(2020, 1, 1, tzinfo=UTC))
     await connection.exec_driver_sql("ANALYZE items")
     await connection.exec_driver_sql("ANALYZE item_counts")
-    deep = await connection.execute(
-        sa.text(
-            "SELECT created_at, id FROM items WHERE owner_id = :owner "
-            "ORDER BY created_at DESC, id DESC OFFSET 4000 LIMIT 1"
-        ),
-        {"owner": user.id},
-    )
-    cursor = encode_cursor(*deep.one())
+    cursor = await _cursor_at(connection, user, 4000)
 
     mine = await _explain_requests(
         engine,
@@ -294,24 +304,9 @@ async def test_a_heavy_owners_page_reads_their_index_when_others_wrote_since(
         pytest.skip("PostgreSQL's plans")
     older, newer = datetime(2020, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC)
     for owner, count, start in ((user, 20000, older), (other_user, 2000, newer)):
-        await connection.execute(
-            sa.text(
-                "INSERT INTO items (id, title, owner_id, created_at) "
-                "SELECT gen_random_uuid(), 'seeded', :owner, "
-                "CAST(:start AS timestamptz) + n * interval '1 second' "
-                "FROM generate_series(1, :count) AS n"
-            ),
-            {"owner": owner.id, "count": count, "start": start},
-        )
+        await _seed(connection, owner, count, start=start)
     await connection.exec_driver_sql("ANALYZE items")
-    deep = await connection.execute(
-        sa.text(
-            "SELECT created_at, id FROM items WHERE owner_id = :owner "
-            "ORDER BY created_at DESC, id DESC OFFSET 10000 LIMIT 1"
-        ),
-        {"owner": user.id},
-    )
-    cursor = encode_cursor(*deep.one())
+    cursor = await _cursor_at(connection, user, 10000)
     pages = await _explain_requests(
         engine,
         connection,
