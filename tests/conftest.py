@@ -25,6 +25,7 @@ from app.core.db import create_engine
 from app.core.security import create_access_token, credential_fingerprint
 from app.main import create_app
 from app.users.models import User, UserSession
+from tests.helpers import skip_outside_ci
 from tests.users.factories import UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,3 +192,22 @@ async def superuser_headers(
     session: AsyncSession, superuser: User, settings: Settings
 ) -> dict[str, str]:
     return await auth_headers(session, superuser, settings)
+
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+async def redis_url() -> str:
+    """The Redis the tests share (`TEST_REDIS_URL`); without one they skip, except in CI."""
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    redis = Redis.from_url(REDIS_URL, socket_connect_timeout=0.5)
+    try:
+        await redis.ping()
+    except (RedisError, OSError) as error:
+        skip_outside_ci(f"no Redis at {REDIS_URL} ({error}); start one or set TEST_REDIS_URL")
+    finally:
+        await redis.aclose()
+    return REDIS_URL

@@ -79,6 +79,12 @@ async def prepare_database(suffix: str = "outage") -> URL:
     finally:
         await admin.close()
     url = base.set(database=name)
+    await migrate_afresh(url)
+    return url
+
+
+async def migrate_afresh(url: URL) -> None:
+    """Empty the database at `url` and migrate it to head (the suite's own reset)."""
     settings = Settings(_env_file=None, DATABASE_URL=url.render_as_string(hide_password=False))
     engine = create_engine(settings, statement_timeout=False)
     try:
@@ -86,7 +92,6 @@ async def prepare_database(suffix: str = "outage") -> URL:
             await connection.run_sync(_reset_and_migrate)
     finally:
         await engine.dispose()
-    return url
 
 
 def app_settings(base: Settings, url: URL, proxy: FaultProxy, **changes: Any) -> Settings:

@@ -26,8 +26,7 @@ from playwright.async_api import (
 )
 from sqlalchemy.engine import URL, make_url
 
-from app.core.config import Settings, normalize_database_url
-from app.core.db import create_engine
+from app.core.config import normalize_database_url
 from tests.benchmarks.server import (
     free_port,
     print_log_tail,
@@ -36,8 +35,7 @@ from tests.benchmarks.server import (
     stop_server,
     wait_until_healthy,
 )
-from tests.conftest import _reset_and_migrate
-from tests.core.outage import prepare_database
+from tests.core.outage import migrate_afresh, prepare_database
 from tests.helpers import require_program
 
 pytestmark = pytest.mark.anyio
@@ -84,12 +82,7 @@ async def _server_database(suite_url: str, workdir: Path) -> URL:
     if not suite_url.startswith("sqlite"):
         return await prepare_database("docs")
     url = make_url(normalize_database_url(f"sqlite:///{workdir / 'docs.db'}"))
-    engine = create_engine(Settings(_env_file=None, DATABASE_URL=str(url)))
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_reset_and_migrate)
-    finally:
-        await engine.dispose()
+    await migrate_afresh(url)
     return url
 
 

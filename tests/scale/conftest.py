@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy.engine import URL
 
 from tests.benchmarks.server import free_port
@@ -19,26 +17,12 @@ from tests.helpers import require_program
 from tests.scale import pgbouncer
 from tests.scale.instances import Instance, instance_env, two_instances
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
 
 @pytest.fixture(scope="session")
 async def scale_url() -> URL:
     if not os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"):
         pytest.skip("scale-out needs a database the instances share: run on PostgreSQL")
     return await outage.prepare_database("scale")
-
-
-@pytest.fixture(scope="session")
-async def redis_url() -> str:
-    redis = Redis.from_url(REDIS_URL, socket_connect_timeout=0.5)
-    try:
-        await redis.ping()
-    except (RedisError, OSError) as error:
-        pytest.skip(f"no Redis at {REDIS_URL}: {error}")
-    finally:
-        await redis.aclose()
-    return REDIS_URL
 
 
 @pytest.fixture(scope="module")

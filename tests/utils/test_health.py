@@ -10,14 +10,11 @@ from typing import Any
 
 import httpx2
 import pytest
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
 from app.main import create_app
 from tests.benchmarks.server import free_port
-from tests.core.test_throttle import REDIS_URL
 from tests.helpers import assert_problem
 
 pytestmark = pytest.mark.anyio
@@ -87,15 +84,3 @@ async def test_the_probes_are_documented(client: httpx2.AsyncClient) -> None:
     assert live["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Liveness"
     }
-
-
-@pytest.fixture
-async def redis_url() -> str:
-    redis = Redis.from_url(REDIS_URL, socket_connect_timeout=0.5)
-    try:
-        await redis.ping()
-    except RedisError as error:
-        pytest.skip(f"no Redis at {REDIS_URL} ({error}); start one or set TEST_REDIS_URL")
-    finally:
-        await redis.aclose()
-    return REDIS_URL
