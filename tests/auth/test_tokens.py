@@ -13,7 +13,7 @@ from joserfc.jwk import OctKey
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
-from app.core.security import credential_fingerprint
+from app.core.security import InvalidTokenError, credential_fingerprint, decode_access_token
 from app.users.models import User, UserSession
 from tests.conftest import TEST_SECRET, auth_headers
 from tests.helpers import assert_problem, assert_unauthorized, change_password, login
@@ -173,3 +173,34 @@ async def test_a_password_reset_by_a_superuser_ends_the_user_s_sessions(
     )
     assert response.status_code == 200
     assert_unauthorized(await client.get("/users/me", headers=user_headers))
+
+
+async def test_a_token_that_was_accepted_is_refused_once_it_expires(
+    client: httpx2.AsyncClient,
+    user: User,
+    sid: str,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Verified tokens are kept (app.core.security): a repeat must still check `exp`.
+    now = int(time.time())
+    token = _sign(_claims(user, sid, settings, iat=now, exp=now + 60))
+    assert (await _me(client, token)).status_code == 200
+    assert (await _me(client, token)).status_code == 200
+
+    monkeypatch.setattr(time, "time", lambda: now + 60 + 9.0)  # within the 10 s of leeway
+    assert (await _me(client, token)).status_code == 200
+    monkeypatch.setattr(time, "time", lambda: now + 60 + 10.0)
+    body = assert_unauthorized(await _me(client, token))
+    assert body["detail"] == "Could not validate credentials"
+
+
+async def test_a_verified_token_is_kept_per_signing_key(user: User, settings: Settings) -> None:
+    # After a key rotation (a restart with a new SECRET_KEY, or another app in one process),
+    # a token verified under the old key is not taken as valid under the new one.
+    token = _sign(_claims(user, str(uuid.uuid4()), settings))
+    assert decode_access_token(token, settings).subject == str(user.id)
+    rotated = settings.model_copy(update={"SECRET_KEY": "a-rotated-secret-key-of-32-bytes!!"})
+    with pytest.raises(InvalidTokenError):
+        decode_access_token(token, rotated)
+    assert decode_access_token(token, settings).subject == str(user.id)
