@@ -19,7 +19,7 @@ from app.core.limits import RequestLimitsMiddleware
 from app.core.logging import REQUEST_ID_HEADER, RequestContextMiddleware, setup_logging
 from app.core.metrics import DatabaseGauge, install_metrics
 from app.core.problems import install_error_handlers, problem_responses
-from app.core.routing import include_feature_router
+from app.core.routing import UnitOfWorkRoute, include_feature_router
 from app.core.shutdown import AnswerCancelledRequests
 from app.core.startup import run_when_database_ready
 from app.core.throttle import Throttle
@@ -73,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
+    # Routes added to the app itself (tests, extensions) get a unit of work like the features'.
+    app.router.route_class = UnitOfWorkRoute
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker

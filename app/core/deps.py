@@ -4,15 +4,15 @@ The current user is a `users` model, and core imports no feature, so `CurrentUse
 live in `app.auth.deps`; here is everything below them: settings, the session, the bearer token.
 """
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import API_V1_PREFIX, Settings
 from app.core.errors import Unauthorized
+from app.core.routing import UNIT_OF_WORK, UnitOfWork
 from app.core.security import (
     InvalidTokenError,
     Passwords,
@@ -40,21 +40,15 @@ async def _passwords(settings: SettingsDep) -> Passwords:
 PasswordsDep = Annotated[Passwords, Depends(_passwords)]
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One unit of work per request: commit when the handler succeeds, roll back otherwise."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        await session.commit()
+async def get_session(request: Request) -> AsyncSession:
+    """The request's session: its unit of work (`UnitOfWorkRoute`) commits or rolls it back."""
+    work: UnitOfWork | None = request.scope.get(UNIT_OF_WORK)
+    if work is None:
+        raise RuntimeError("SessionDep on a route that is no UnitOfWorkRoute")
+    return work.session(request.app.state.sessionmaker)
 
 
-# scope="function": the commit runs before the response is sent, so a client that got 201 can
-# read what it created, and a failed commit becomes an error response instead of a lie.
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 bearer_token = OAuth2PasswordBearer(
     tokenUrl=f"{API_V1_PREFIX}/login/access-token", auto_error=False

@@ -10,7 +10,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from app import features
 from app.core.config import Settings
 from app.core.db import Base
+from app.core.deps import SessionDep
 from app.core.security import Passwords
 from app.main import create_app
 from app.users.models import User
@@ -154,6 +155,58 @@ async def test_concurrent_writes_all_succeed(
     assert [r.status_code for r in responses] == [201] * 25
     listed = await committing_client.get("/items/", headers=headers)
     assert listed.json()["count"] == 25
+
+
+async def test_every_request_hands_its_connection_back(
+    committing_app: FastAPI, committing_client: httpx2.AsyncClient
+) -> None:
+    # The unit of work (app.core.routing.UnitOfWorkRoute) ends the session of a request that
+    # succeeded, failed or was cancelled halfway (a shutdown's deadline): none keeps its
+    # pooled connection, and nothing the cancelled one wrote is stored.
+    pool = committing_app.state.engine.pool
+    entered = asyncio.Event()
+    email = f"committed-{uuid.uuid4().hex[:8]}@example.com"
+
+    @committing_app.post("/api/v1/test-hang")
+    async def hang(session: SessionDep) -> None:
+        session.add(UserFactory.build(email=email))
+        await session.flush()
+        entered.set()
+        await asyncio.Event().wait()
+
+    headers = await signup_and_login(committing_client, f"committed-{uuid.uuid4().hex[:8]}@x.com")
+    assert (await committing_client.get("/users/me", headers=headers)).status_code == 200
+    assert pool.checkedout() == 0
+    assert (await committing_client.get(f"/items/{uuid.uuid4()}", headers=headers)).status_code
+    assert pool.checkedout() == 0
+
+    request = asyncio.create_task(committing_client.post("/test-hang"))
+    await asyncio.wait_for(entered.wait(), 10)
+    assert pool.checkedout() == 1
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert pool.checkedout() == 0
+    async with committing_app.state.engine.connect() as connection:
+        assert await connection.scalar(select(User.id).where(User.email == email)) is None
+
+
+async def test_a_session_is_given_only_to_a_route_with_a_unit_of_work(
+    committing_app: FastAPI,
+) -> None:
+    # FeatureRouter and the app's own router make UnitOfWorkRoutes; a plain APIRouter's route
+    # would have nobody to commit its session, so it gets none and says why.
+    plain = APIRouter()
+
+    @plain.get("/api/v1/test-plain")
+    async def plain_route(session: SessionDep) -> None:
+        await session.execute(select(1))
+
+    committing_app.include_router(plain)
+    transport = httpx2.ASGITransport(app=committing_app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+        with pytest.raises(RuntimeError, match="SessionDep on a route that is no UnitOfWorkRoute"):
+            await client.get("/api/v1/test-plain")
 
 
 async def test_no_connection_is_held_while_a_password_is_hashed(

@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL
 
 from app.core.config import Settings
 from tests.core import outage
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, require_program
 from tests.scale import pgbouncer
 
 pytestmark = pytest.mark.anyio
@@ -83,6 +83,7 @@ async def test_with_the_roles_statement_timeout_postgresql_cancels_it_at_the_lim
 ) -> None:
     # Set on the database here (it stands for the role: both are defaults PostgreSQL applies to
     # each new session), through a PgBouncer of this test's own, whose server sessions are new.
+    require_program("pgbouncer", install="apt-get install -y pgbouncer")
     admin = await outage.admin_connect(scale_url)
     database = f'"{scale_url.database}"'
     await admin.execute(f"ALTER DATABASE {database} SET statement_timeout = '1s'")
