@@ -1,4 +1,5 @@
-"""Feature routers that a request outside their prefix passes by at once.
+"""Feature routers: a request outside their prefix passes them by at once, and each of their
+routes is a unit of work (`UnitOfWorkRoute`: the request's session, committed or rolled back).
 
 FastAPI tries an app's routes one by one, every included router in turn, and each route it tries
 costs about forty Python calls (FastAPI 0.165 keeps per-route scope bookkeeping while matching):
